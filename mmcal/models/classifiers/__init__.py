@@ -1,0 +1,3 @@
+from .cal_classifier import CALClassifier
+
+__all__ = ['CALClassifier']

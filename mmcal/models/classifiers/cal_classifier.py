@@ -1,0 +1,127 @@
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+from mmpretrain.models.classifiers import ImageClassifier
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+
+from ..data_preprocessors.attention_crop_drop import AttentionCropDrop
+from ..utils.attention_ops import sample_guide_maps
+
+# The reference's validation: raw image plus one crop of the mean map.
+DEFAULT_TEST_CFG = dict(crops=[(0.1, 0.05)], flip=False)
+
+
+def _parse_test_cfg(test_cfg: Optional[dict]) -> dict:
+    test_cfg = {**DEFAULT_TEST_CFG, **(test_cfg or {})}
+    unknown = set(test_cfg) - set(DEFAULT_TEST_CFG)
+    if unknown:
+        raise ValueError(f'Unknown CALClassifier test_cfg keys '
+                         f'{sorted(unknown)}; valid keys are '
+                         f'{sorted(DEFAULT_TEST_CFG)}')
+    crops = []
+    for view in test_cfg['crops']:
+        if len(view) != 2 or not 0 <= view[0] <= 1 or view[1] < 0:
+            raise ValueError(
+                'test_cfg.crops must hold (theta, padding_ratio) pairs with '
+                f'0 <= theta <= 1 and padding_ratio >= 0, got {view!r}')
+        crops.append((float(view[0]), float(view[1])))
+    return dict(crops=crops, flip=bool(test_cfg['flip']))
+
+
+@MODELS.register_module()
+class CALClassifier(ImageClassifier):
+    """Image classifier running CAL's two-pass training step.
+
+    ``loss`` makes a raw pass, draws two guide maps per sample from the
+    attention maps, crops and drops the images through the data
+    preprocessor (an :class:`AttentionCropDrop`) and makes one second pass
+    over the 2B augmented images. ``predict`` averages the raw logits of
+    the raw image and of crops of its mean attention map, optionally for
+    the flipped image too, before the softmax.
+
+    Args:
+        test_cfg: ``crops``, a list of ``(theta, padding_ratio)`` views
+            (default one crop at (0.1, 0.05), the reference's validation;
+            the paper tests with ``[(0.3, 0.1), (0.2, 0.1), (0.1, 0.05)]``),
+            and ``flip`` (default False).
+        Other arguments as ``ImageClassifier``; the neck must be a
+        :class:`BAPNeck` and the head a :class:`CALHead` (or modules with
+        the same outputs).
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 neck: dict,
+                 head: dict,
+                 test_cfg: Optional[dict] = None,
+                 data_preprocessor: Optional[dict] = None,
+                 **kwargs):
+        if isinstance(data_preprocessor, dict):
+            data_preprocessor.setdefault('type', 'AttentionCropDrop')
+        super().__init__(
+            backbone=backbone,
+            neck=neck,
+            head=head,
+            data_preprocessor=data_preprocessor,
+            **kwargs)
+        if not isinstance(self.data_preprocessor, AttentionCropDrop):
+            raise TypeError(
+                'CALClassifier needs an AttentionCropDrop data preprocessor, '
+                f'got {type(self.data_preprocessor).__name__}. Set '
+                "data_preprocessor=dict(type='AttentionCropDrop', ...) at the "
+                'top level of the config (tools/test.py --tta rebuilds the '
+                'model from the top-level one).')
+        self.test_cfg = _parse_test_cfg(test_cfg)
+
+    def get_attention_maps(self, inputs: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) normalised batch -> (B, M, h, w) attention maps."""
+        return self.extract_feat(inputs)[2]
+
+    def loss(self, inputs: torch.Tensor,
+             data_samples: List[DataSample]) -> dict:
+        feats = self.extract_feat(inputs)
+        guides = sample_guide_maps(feats[2], num_samples=2)
+        aug_inputs = self.data_preprocessor.augment(inputs, guides[:, :1],
+                                                    guides[:, 1:])
+        aug_feats = self.extract_feat(aug_inputs)
+        return self.head.loss(feats, data_samples, aug_feats=aug_feats)
+
+    def view_logits(
+        self,
+        inputs: torch.Tensor,
+        crops: Sequence[Tuple[float, float]],
+    ) -> torch.Tensor:
+        """Raw logits of the image and of each crop of its mean attention.
+
+        Args:
+            inputs: (B, 3, H, W) normalised batch.
+            crops: ``(theta, padding_ratio)`` of each crop view.
+
+        Returns:
+            (1 + len(crops), B, K) logits, the raw view first.
+        """
+        feats = self.extract_feat(inputs)
+        logits = [self.head(feats)]
+        if crops:
+            mean_map = feats[2].mean(dim=1, keepdim=True)
+            crop_inputs = torch.cat([
+                self.data_preprocessor.crop(inputs, mean_map, theta, padding)
+                for theta, padding in crops
+            ])
+            # Eval-mode BatchNorm makes one pass over all crops equal to
+            # one pass per crop.
+            logits.extend(
+                self.head(self.extract_feat(crop_inputs)).chunk(len(crops)))
+        return torch.stack(logits)
+
+    def predict(self,
+                inputs: torch.Tensor,
+                data_samples: Optional[List[DataSample]] = None,
+                **kwargs) -> List[DataSample]:
+        crops, flip = self.test_cfg['crops'], self.test_cfg['flip']
+        logits = self.view_logits(inputs, crops).mean(dim=0)
+        if flip:
+            flipped = self.view_logits(inputs.flip(-1), crops).mean(dim=0)
+            logits = (logits + flipped) / 2
+        return self.head._get_predictions(logits, data_samples)

@@ -1,0 +1,3 @@
+from .attention_crop_drop import AttentionCropDrop
+
+__all__ = ['AttentionCropDrop']

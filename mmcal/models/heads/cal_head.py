@@ -1,0 +1,172 @@
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.dist import all_reduce
+from mmpretrain.evaluation.metrics import Accuracy
+from mmpretrain.models.heads import ClsHead
+from mmpretrain.registry import MODELS
+from mmpretrain.structures import DataSample
+
+
+def feature_center_update(
+        centers: torch.Tensor, features: torch.Tensor, labels: torch.Tensor,
+        beta: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """One step of CAL's moving feature centres.
+
+    The target of a sample is its class centre, L2-normalised, taken before
+    the update. A class seen ``n`` times moves by the mean of its ``n``
+    updates ``beta * (f - target)``. Per-class sums and counts are summed
+    over all processes when training is distributed, so every rank applies
+    the same update.
+
+    Args:
+        centers: (K, D) current centres.
+        features: (B, D) features of the batch (detached here).
+        labels: (B,) class indices.
+        beta: update rate.
+
+    Returns:
+        ``(targets, new_centers)``: (B, D) targets of the samples and the
+        (K, D) updated centres.
+    """
+    normalized = F.normalize(centers, dim=-1)
+    targets = normalized[labels]
+    features = features.detach().to(centers.dtype)
+    sums = torch.zeros_like(centers).index_add_(0, labels, features)
+    counts = torch.bincount(labels, minlength=centers.shape[0]).to(
+        centers.dtype)
+    all_reduce(sums)
+    all_reduce(counts)
+    seen = (counts > 0).to(centers.dtype)[:, None]
+    means = sums / counts.clamp(min=1)[:, None]
+    new_centers = centers + beta * seen * (means - normalized)
+    return targets, new_centers
+
+
+@MODELS.register_module()
+class CALHead(ClsHead):
+    """Linear classifier of CAL with effect logits and feature centres.
+
+    Raw logits are ``fc(scale * f)``; effect logits ``fc(scale * f) -
+    fc(scale * f')`` with ``f'`` pooled under counterfactual attention.
+
+    Args:
+        num_classes: K.
+        in_channels: length of the pooled features, M * C.
+        scale: factor applied to the features before ``fc``.
+        center_momentum: beta of the centre update.
+        loss_weights: weights of ``raw`` (raw images), ``aug`` (crop and
+            drop images), ``effect`` (effect logits of all views) and
+            ``center`` (centre loss). Defaults are CAL's; ``effect=0``
+            gives WS-DAN.
+        loss: config of the classification loss (batch mean).
+        topk, cal_acc, init_cfg: as in ``ClsHead``.
+
+    Input ``feats`` of every method is a neck output ``(features,
+    counterfactual_features, attention_maps)``.
+    """
+
+    DEFAULT_LOSS_WEIGHTS = dict(raw=1 / 3, aug=2 / 3, effect=1.0, center=1.0)
+
+    def __init__(self,
+                 num_classes: int,
+                 in_channels: int,
+                 scale: float = 100.0,
+                 center_momentum: float = 0.05,
+                 loss_weights: Optional[Dict[str, float]] = None,
+                 loss: dict = dict(type='CrossEntropyLoss', loss_weight=1.0),
+                 topk=(1, ),
+                 cal_acc: bool = False,
+                 init_cfg: Optional[dict] = None):
+        super().__init__(
+            loss=loss, topk=topk, cal_acc=cal_acc, init_cfg=init_cfg)
+        unknown = set(loss_weights or {}) - set(self.DEFAULT_LOSS_WEIGHTS)
+        if unknown:
+            raise ValueError(f'Unknown CALHead loss_weights keys {sorted(unknown)}; '
+                             f'valid keys are {sorted(self.DEFAULT_LOSS_WEIGHTS)}')
+        self.loss_weights = {**self.DEFAULT_LOSS_WEIGHTS, **(loss_weights or {})}
+        self.num_classes = num_classes
+        self.in_channels = in_channels
+        self.scale = scale
+        self.center_momentum = center_momentum
+        self.fc = nn.Linear(in_channels, num_classes, bias=False)
+        self.register_buffer('feature_centers',
+                             torch.zeros(num_classes, in_channels))
+
+    def pre_logits(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The pooled part features (B, M * C)."""
+        features = feats[0]
+        if features.dim() != 2 or features.shape[1] != self.in_channels:
+            raise ValueError(
+                f'CALHead(in_channels={self.in_channels}) got features of '
+                f'shape {tuple(features.shape)}: in_channels must equal '
+                'num_attentions * backbone channels')
+        return features
+
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, M * C) pooled features -> (B, K) logits."""
+        return self.fc(self.scale * features.to(self.fc.weight.dtype))
+
+    def forward(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Raw logits (B, K)."""
+        return self.classify(self.pre_logits(feats))
+
+    def effect_logits(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Effect logits ``p - p'`` (B, K)."""
+        return self(feats) - self.classify(feats[1])
+
+    def loss(self,
+             feats: Sequence[torch.Tensor],
+             data_samples: List[DataSample],
+             aug_feats: Optional[Sequence[torch.Tensor]] = None) -> dict:
+        """CAL's losses, updating the feature centres.
+
+        Args:
+            feats: neck output of the raw images (B samples).
+            data_samples: their annotations.
+            aug_feats: neck output of the augmented images, ``n * B``
+                samples in blocks of B ordered like ``data_samples`` (crops,
+                then drops); without it only the raw terms are computed.
+
+        Returns:
+            ``loss_raw``, ``loss_effect``, ``loss_center`` and, with
+            ``aug_feats``, ``loss_aug``, each already weighted.
+        """
+        labels = torch.cat([sample.gt_label for sample in data_samples])
+        features = self.pre_logits(feats)
+        logits = self.classify(features)
+        effect = logits - self.classify(feats[1])
+        weights = self.loss_weights
+        losses = dict(loss_raw=weights['raw'] * self._ce(logits, labels))
+
+        effect_logits = [effect]
+        if aug_feats is not None:
+            num_views = aug_feats[0].shape[0] // labels.shape[0]
+            aug_labels = labels.repeat(num_views)
+            aug_logits = self.classify(self.pre_logits(aug_feats))
+            losses['loss_aug'] = weights['aug'] * self._ce(
+                aug_logits, aug_labels)
+            effect_logits.append(aug_logits - self.classify(aug_feats[1]))
+        effect_logits = torch.cat(effect_logits)
+        losses['loss_effect'] = weights['effect'] * self._ce(
+            effect_logits, labels.repeat(effect_logits.shape[0] //
+                                         labels.shape[0]))
+
+        with torch.no_grad():
+            targets, new_centers = feature_center_update(
+                self.feature_centers, features, labels, self.center_momentum)
+            self.feature_centers.copy_(new_centers)
+        center_loss = (features - targets).pow(2).sum() / features.shape[0]
+        losses['loss_center'] = weights['center'] * center_loss
+
+        if self.cal_acc:
+            accuracies = Accuracy.calculate(logits, labels, topk=self.topk)
+            losses.update(
+                {f'accuracy_top-{k}': a
+                 for k, a in zip(self.topk, accuracies)})
+        return losses
+
+    def _ce(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.loss_module(logits, labels, avg_factor=logits.shape[0])

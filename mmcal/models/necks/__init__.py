@@ -1,0 +1,3 @@
+from .bap_neck import BAPNeck
+
+__all__ = ['BAPNeck']

@@ -1,0 +1,77 @@
+from typing import Tuple
+
+import torch
+import torch.nn as nn
+from mmengine.model import BaseModule
+from mmpretrain.registry import MODELS
+
+from ..utils.attention_ops import bilinear_attention_pool
+
+
+@MODELS.register_module()
+class BAPNeck(BaseModule):
+    """Attention maps and bilinear attention pooling of CAL.
+
+    The attention layer is a bias-free 1x1 convolution to ``num_attentions``
+    maps, BatchNorm (eps 1e-3) and ReLU. The features are pooled once under
+    the learned maps and once under counterfactual maps.
+
+    Args:
+        in_channels: channels C of the backbone's last feature map.
+        num_attentions: number of attention maps M.
+        counterfactual: ``'random'`` draws maps from Uniform(0, 2) in
+            training and uses all ones in evaluation (CAL's choice);
+            ``'uniform'`` uses all ones in both.
+        init_cfg: mmengine initialisation config.
+
+    Returns (forward):
+        A tuple ``(part_features, counterfactual_features, attention_maps)``
+        of shapes (B, M * C), (B, M * C), (B, M, H, W); the pooled features
+        are float32.
+    """
+
+    COUNTERFACTUALS = ('random', 'uniform')
+
+    def __init__(self,
+                 in_channels: int,
+                 num_attentions: int = 32,
+                 counterfactual: str = 'random',
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        if counterfactual not in self.COUNTERFACTUALS:
+            raise ValueError(f'counterfactual must be one of '
+                             f'{self.COUNTERFACTUALS}, got {counterfactual!r}')
+        self.in_channels = in_channels
+        self.num_attentions = num_attentions
+        self.counterfactual = counterfactual
+        self.attention = nn.Sequential(
+            nn.Conv2d(in_channels, num_attentions, 1, bias=False),
+            nn.BatchNorm2d(num_attentions, eps=1e-3), nn.ReLU(inplace=True))
+
+    def attention_maps(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) features -> (B, M, H, W) attention maps."""
+        if features.shape[1] != self.in_channels:
+            raise ValueError(
+                f'BAPNeck(in_channels={self.in_channels}) got a feature map '
+                f'with {features.shape[1]} channels: set the neck\'s '
+                'in_channels to the backbone\'s output channels')
+        return self.attention(features)
+
+    def counterfactual_maps(self, attention_maps: torch.Tensor) -> torch.Tensor:
+        """Fake attention maps shaped like ``attention_maps``."""
+        if self.training and self.counterfactual == 'random':
+            return torch.rand_like(attention_maps, dtype=torch.float32) * 2
+        return torch.ones_like(attention_maps, dtype=torch.float32)
+
+    def forward(self, inputs: Tuple[torch.Tensor]) -> Tuple[torch.Tensor]:
+        features = inputs[-1] if isinstance(inputs, (tuple, list)) else inputs
+        if features.dim() != 4:
+            raise ValueError(
+                'BAPNeck needs a (B, C, H, W) feature map from the backbone, '
+                f'got shape {tuple(features.shape)}; for a ViT set '
+                "out_type='featmap'")
+        attention_maps = self.attention_maps(features)
+        part_features = bilinear_attention_pool(features, attention_maps)
+        counterfactual_features = bilinear_attention_pool(
+            features, self.counterfactual_maps(attention_maps))
+        return part_features, counterfactual_features, attention_maps

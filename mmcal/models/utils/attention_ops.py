@@ -1,0 +1,230 @@
+"""Pure tensor functions of CAL / WS-DAN.
+
+Every function works on a whole batch at once, on whatever device its inputs
+live on, and never reads a value back to the host, so a training step on a GPU
+does not stall on them.
+"""
+from typing import Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+
+Theta = Union[float, torch.Tensor]
+
+
+def bilinear_attention_pool(features: torch.Tensor,
+                            attention_maps: torch.Tensor,
+                            eps: float = 1e-6) -> torch.Tensor:
+    """Bilinear attention pooling (BAP) with signed sqrt and L2 norm.
+
+    Args:
+        features: (B, C, H, W) feature map.
+        attention_maps: (B, M, h, w) attention maps; resized bilinearly to
+            (H, W) when the sizes differ.
+        eps: added under the square root of the signed sqrt.
+
+    Returns:
+        (B, M * C) L2-normalised part features, row ``m * C + c`` holding
+        part ``m`` of channel ``c``. Always float32: the sum over H * W
+        and the normalisation lose too much in half precision.
+    """
+    if features.dim() != 4 or attention_maps.dim() != 4:
+        raise ValueError('bilinear_attention_pool expects 4-d features and '
+                         f'attention maps, got {tuple(features.shape)} and '
+                         f'{tuple(attention_maps.shape)}')
+    height, width = features.shape[-2:]
+    with torch.autocast(features.device.type, enabled=False):
+        features = features.float()
+        attention_maps = attention_maps.float()
+        if attention_maps.shape[-2:] != features.shape[-2:]:
+            attention_maps = F.interpolate(
+                attention_maps, size=(height, width), mode='bilinear')
+        pooled = torch.einsum('bmhw,bchw->bmc', attention_maps, features)
+        pooled = pooled.flatten(1) / (height * width)
+        pooled = torch.sign(pooled) * torch.sqrt(pooled.abs() + eps)
+        return F.normalize(pooled, dim=-1)
+
+
+def sample_guide_maps(attention_maps: torch.Tensor,
+                      num_samples: int = 2,
+                      eps: float = 1e-6) -> torch.Tensor:
+    """Draw attention maps per sample, weighted by their activation.
+
+    Map ``m`` of a sample is drawn with probability proportional to
+    ``sqrt(sum_hw A[m] + eps)``, with replacement, on the maps' device.
+
+    Args:
+        attention_maps: (B, M, h, w), non-negative.
+        num_samples: how many maps to draw per sample.
+
+    Returns:
+        (B, num_samples, h, w) the drawn maps, detached.
+    """
+    attention_maps = attention_maps.detach()
+    weights = torch.sqrt(attention_maps.float().sum(dim=(2, 3)) + eps)
+    indices = torch.multinomial(weights, num_samples, replacement=True)
+    index = indices[:, :, None, None].expand(-1, -1,
+                                             *attention_maps.shape[-2:])
+    return attention_maps.gather(1, index)
+
+
+def _per_sample(theta: Theta, batch_size: int,
+                reference: torch.Tensor) -> torch.Tensor:
+    """Theta as a (B,) float32 tensor on ``reference``'s device."""
+    theta = torch.as_tensor(theta, dtype=torch.float32,
+                            device=reference.device)
+    if theta.dim() == 0:
+        return theta.expand(batch_size)
+    if theta.shape != (batch_size, ):
+        raise ValueError(f'theta must be a float or a ({batch_size},) '
+                         f'tensor, got shape {tuple(theta.shape)}')
+    return theta
+
+
+def upsample_guide(attention_maps: torch.Tensor, image_size: Sequence[int],
+                   theta: Theta) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Resize guide maps to the image and compute per-sample thresholds.
+
+    Args:
+        attention_maps: (B, 1, h, w) guide maps.
+        image_size: (H, W) of the images.
+        theta: float or (B,) fractions of each sample's maximum.
+
+    Returns:
+        (B, 1, H, W) maps resized bilinearly with corners aligned, and
+        (B, 1, 1, 1) thresholds ``theta * max``.
+    """
+    if attention_maps.dim() != 4 or attention_maps.shape[1] != 1:
+        raise ValueError('guide maps must have shape (B, 1, h, w), got '
+                         f'{tuple(attention_maps.shape)}')
+    batch_size = attention_maps.shape[0]
+    maps = attention_maps.detach().float()
+    thresholds = _per_sample(theta, batch_size, maps) * maps.amax(
+        dim=(1, 2, 3))
+    upsampled = F.interpolate(
+        maps, size=tuple(image_size), mode='bilinear', align_corners=True)
+    return upsampled, thresholds.view(-1, 1, 1, 1)
+
+
+def _first_last(present: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """First and last True index along the last dim of a (B, L) mask."""
+    length = present.shape[-1]
+    first = present.float().argmax(dim=-1)
+    last = length - 1 - present.flip(-1).float().argmax(dim=-1)
+    return first, last
+
+
+def attention_crop_boxes(attention_maps: torch.Tensor,
+                         image_size: Sequence[int], theta: Theta,
+                         padding_ratio: float) -> torch.Tensor:
+    """Boxes around the pixels whose guide value reaches the threshold.
+
+    The box of a sample spans the rows and columns of its pixels with
+    ``map >= theta * max``, widened by ``padding_ratio * H`` rows and
+    ``padding_ratio * W`` columns on each side, truncated to whole pixels
+    toward zero and clamped to the image, as WS-DAN does. A sample with no
+    such pixel (e.g. a NaN map) gets the whole image.
+
+    Args:
+        attention_maps: (B, 1, h, w) guide maps.
+        image_size: (H, W).
+        theta: float or (B,) tensor.
+        padding_ratio: padding as a fraction of the image size.
+
+    Returns:
+        (B, 4) int64 boxes ``(top, bottom, left, right)``, bottom and right
+        exclusive.
+    """
+    height, width = image_size
+    upsampled, thresholds = upsample_guide(attention_maps, image_size, theta)
+    mask = (upsampled >= thresholds)[:, 0]
+    rows, cols = mask.any(dim=2), mask.any(dim=1)
+    top, bottom = _first_last(rows)
+    left, right = _first_last(cols)
+    pad_h, pad_w = padding_ratio * height, padding_ratio * width
+    # int() of the reference truncates toward zero; the clamp then stops
+    # at the image border, the end index being exclusive.
+    top = torch.trunc(top - pad_h).clamp(min=0)
+    bottom = torch.trunc(bottom + pad_h).clamp(max=height)
+    left = torch.trunc(left - pad_w).clamp(min=0)
+    right = torch.trunc(right + pad_w).clamp(max=width)
+    boxes = torch.stack([top, bottom, left, right], dim=1).long()
+    whole = torch.tensor([0, height, 0, width], device=boxes.device)
+    empty = ~rows.any(dim=1, keepdim=True)
+    return torch.where(empty, whole, boxes)
+
+
+def crop_and_resize(inputs: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """Cut each sample's box and resize it back to the full image size.
+
+    Equivalent to ``F.interpolate(inputs[i:i+1, :, t:b, l:r], (H, W),
+    mode='bilinear', align_corners=True)`` for every sample ``i``, done for
+    the batch in one ``grid_sample``.
+
+    Args:
+        inputs: (B, C, H, W) images.
+        boxes: (B, 4) ``(top, bottom, left, right)``, exclusive ends.
+
+    Returns:
+        (B, C, H, W) crops.
+    """
+    batch_size, _, height, width = inputs.shape
+    boxes = boxes.to(device=inputs.device, dtype=torch.float32)
+    top, bottom, left, right = boxes.unbind(dim=1)
+    steps_h = torch.linspace(0, 1, height, device=inputs.device)
+    steps_w = torch.linspace(0, 1, width, device=inputs.device)
+    # Source pixel rows/cols of each output pixel (corners aligned), then
+    # mapped to grid_sample's [-1, 1] frame of the whole image.
+    rows = top[:, None] + steps_h[None] * (bottom - 1 - top)[:, None]
+    cols = left[:, None] + steps_w[None] * (right - 1 - left)[:, None]
+    rows = rows * (2 / max(height - 1, 1)) - 1
+    cols = cols * (2 / max(width - 1, 1)) - 1
+    grid = torch.stack(
+        [
+            cols[:, None, :].expand(batch_size, height, width),
+            rows[:, :, None].expand(batch_size, height, width)
+        ],
+        dim=-1)
+    crops = F.grid_sample(
+        inputs.float(),
+        grid,
+        mode='bilinear',
+        padding_mode='border',
+        align_corners=True)
+    return crops.to(inputs.dtype)
+
+
+def attention_crop(inputs: torch.Tensor, attention_maps: torch.Tensor,
+                   theta: Theta, padding_ratio: float) -> torch.Tensor:
+    """Attention cropping: zoom each image into its attended region.
+
+    Args:
+        inputs: (B, C, H, W) images.
+        attention_maps: (B, 1, h, w) guide maps.
+        theta: float or (B,) fractions of each sample's maximum.
+        padding_ratio: box padding as a fraction of the image size.
+
+    Returns:
+        (B, C, H, W) crops resized to the input size.
+    """
+    boxes = attention_crop_boxes(attention_maps, inputs.shape[-2:], theta,
+                                 padding_ratio)
+    return crop_and_resize(inputs, boxes)
+
+
+def attention_drop(inputs: torch.Tensor, attention_maps: torch.Tensor,
+                   theta: Theta) -> torch.Tensor:
+    """Attention dropping: zero the pixels at or above the threshold.
+
+    Args:
+        inputs: (B, C, H, W) images.
+        attention_maps: (B, 1, h, w) guide maps.
+        theta: float or (B,) fractions of each sample's maximum.
+
+    Returns:
+        (B, C, H, W) images with ``map >= theta * max`` set to zero.
+    """
+    upsampled, thresholds = upsample_guide(attention_maps, inputs.shape[-2:],
+                                           theta)
+    keep = (upsampled < thresholds).to(inputs.dtype)
+    return inputs * keep

@@ -1,0 +1,4 @@
+from .checkpoint import (UNSAFE_LOAD_ENV, load_checkpoint_file,
+                         unsafe_load_allowed)
+
+__all__ = ['UNSAFE_LOAD_ENV', 'load_checkpoint_file', 'unsafe_load_allowed']

@@ -1,0 +1,42 @@
+"""Config handling shared by mmcal's command-line tools."""
+import os.path as osp
+from mmengine.config import Config
+
+DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+
+
+def load_config(path: str) -> Config:
+    """Read a config file, naming it in the error when that fails.
+
+    mmcal is imported before the config, so a config without
+    ``custom_imports`` still finds mmcal's components.
+    """
+    import mmcal  # noqa: F401
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'Config file not found: {path}')
+    try:
+        cfg = Config.fromfile(path)
+    except Exception as error:
+        raise RuntimeError(f'Cannot read config {path}: {error}') from error
+    return cfg
+
+
+def set_dataloader_defaults(cfg: Config,
+                            pin_memory: bool = True,
+                            persistent_workers: bool = True) -> None:
+    """Fill the loader options that mmpretrain's tools fill.
+
+    Persistent workers are only turned on for loaders that have workers:
+    PyTorch refuses them with ``num_workers=0``.
+    """
+    for field in DATALOADERS:
+        loader = cfg.get(field)
+        if loader is None:
+            continue
+        loader.setdefault('pin_memory', pin_memory)
+        loader.setdefault('collate_fn', dict(type='default_collate'))
+        has_workers = loader.get('num_workers', 0) > 0
+        loader.setdefault('persistent_workers',
+                          persistent_workers and has_workers)
+        if not has_workers:
+            loader['persistent_workers'] = False

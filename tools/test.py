@@ -1,0 +1,131 @@
+"""Test a checkpoint with an mmcal (or any mmpretrain) config.
+
+The command line is mmpretrain's ``tools/test.py``. The checkpoint is loaded
+strictly: a checkpoint of another model fails with the keys at fault instead
+of testing a half-loaded model.
+"""
+import argparse
+import os
+import os.path as osp
+
+import mmengine
+from mmengine.config import DictAction
+from mmengine.evaluator import DumpResults
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+from mmcal.utils import UNSAFE_LOAD_ENV
+from mmcal.utils.config import load_config, set_dataloader_defaults
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Test a classifier')
+    parser.add_argument('config', help='config file')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='folder for the test logs')
+    parser.add_argument('--out', help='dump predictions or metrics here')
+    parser.add_argument(
+        '--out-item',
+        choices=['metrics', 'pred'],
+        help='what --out holds (default: predictions)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config keys, e.g. model.test_cfg.flip=True')
+    parser.add_argument(
+        '--show-dir', help='save images with predictions to this folder')
+    parser.add_argument('--show', action='store_true', help='show results')
+    parser.add_argument('--interval', type=int, default=1)
+    parser.add_argument('--wait-time', type=float, default=2)
+    parser.add_argument('--no-pin-memory', action='store_true')
+    parser.add_argument('--tta', action='store_true', help='flip TTA')
+    parser.add_argument('--amp', action='store_true', help='fp16 test')
+    parser.add_argument(
+        '--unsafe-load',
+        action='store_true',
+        help='load the checkpoint with full unpickling (only for files you '
+        'trust: it can run code)')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    if args.out_item is not None and args.out is None:
+        parser.error('--out-item needs --out')
+    return args
+
+
+def add_flip_tta(cfg):
+    cfg.setdefault('tta_model', dict(type='mmpretrain.AverageClsScoreTTA'))
+    if 'tta_pipeline' not in cfg:
+        pipeline = [*cfg.test_dataloader.dataset.pipeline]
+        pipeline[-1] = dict(
+            type='TestTimeAug',
+            transforms=[[
+                dict(type='RandomFlip', prob=1.),
+                dict(type='RandomFlip', prob=0.)
+            ], [pipeline[-1]]])
+        cfg.tta_pipeline = pipeline
+    cfg.model = dict(**cfg.tta_model, module=cfg.model)
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+
+
+def build_config(args):
+    cfg = load_config(args.config)
+    if not osp.isfile(args.checkpoint):
+        raise FileNotFoundError(f'Checkpoint file not found: {args.checkpoint}')
+    cfg.launcher = args.launcher
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    cfg.load_from = None
+    if args.amp:
+        cfg.test_cfg.fp16 = True
+    if args.show or args.show_dir is not None:
+        if 'visualization' not in cfg.default_hooks:
+            raise KeyError('--show/--show-dir need default_hooks.'
+                           "visualization=dict(type='VisualizationHook')")
+        cfg.default_hooks.visualization.update(
+            enable=True,
+            show=args.show,
+            wait_time=args.wait_time,
+            out_dir=args.show_dir,
+            interval=args.interval)
+    if args.tta:
+        add_flip_tta(cfg)
+    set_dataloader_defaults(cfg, not args.no_pin_memory, False)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    return cfg
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.unsafe_load:
+        os.environ[UNSAFE_LOAD_ENV] = '1'
+    cfg = build_config(args)
+    runner = (Runner.from_cfg(cfg)
+              if 'runner_type' not in cfg else RUNNERS.build(cfg))
+    # The TTA wrapper holds the model as ``module``: map the checkpoint's
+    # keys onto it rather than loading nothing.
+    revise_keys = [(r'^module\.', '')]
+    if args.tta:
+        revise_keys.append((r'^', 'module.'))
+    runner.load_checkpoint(
+        args.checkpoint, strict=True, revise_keys=revise_keys)
+    if args.out and args.out_item in (None, 'pred'):
+        runner.test_evaluator.metrics.append(
+            DumpResults(out_file_path=args.out))
+    metrics = runner.test()
+    if args.out and args.out_item == 'metrics':
+        mmengine.dump(metrics, args.out)
+    return metrics
+
+
+if __name__ == '__main__':
+    main()
