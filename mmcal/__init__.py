@@ -11,7 +11,7 @@ import warnings
 warnings.filterwarnings(
     'ignore', message='Fail to import ``MultiScaleDeformableAttention``')
 
-from . import models, utils  # noqa: F401
+from . import datasets, engine, models, utils  # noqa: F401
 from .version import __version__
 
 __all__ = ['__version__']
