@@ -9,24 +9,25 @@ from ..data_preprocessors.attention_crop_drop import AttentionCropDrop
 from ..utils.attention_ops import sample_guide_maps
 
 # The reference's validation: raw image plus one crop of the mean map.
-DEFAULT_TEST_CFG = dict(crops=[(0.1, 0.05)], flip=False)
+DEFAULT_VIEWS = dict(crops=[(0.1, 0.05)], flip=False)
 
 
-def _parse_test_cfg(test_cfg: Optional[dict]) -> dict:
-    test_cfg = {**DEFAULT_TEST_CFG, **(test_cfg or {})}
-    unknown = set(test_cfg) - set(DEFAULT_TEST_CFG)
+def parse_views(views: Optional[dict], name: str = 'test_cfg') -> dict:
+    """Check and complete a ``dict(crops=[(theta, padding)], flip=bool)``."""
+    views = {**DEFAULT_VIEWS, **(views or {})}
+    unknown = set(views) - set(DEFAULT_VIEWS)
     if unknown:
-        raise ValueError(f'Unknown CALClassifier test_cfg keys '
+        raise ValueError(f'Unknown CALClassifier {name} keys '
                          f'{sorted(unknown)}; valid keys are '
-                         f'{sorted(DEFAULT_TEST_CFG)}')
+                         f'{sorted(DEFAULT_VIEWS)}')
     crops = []
-    for view in test_cfg['crops']:
+    for view in views['crops']:
         if len(view) != 2 or not 0 <= view[0] <= 1 or view[1] < 0:
             raise ValueError(
-                'test_cfg.crops must hold (theta, padding_ratio) pairs with '
+                f'{name}.crops must hold (theta, padding_ratio) pairs with '
                 f'0 <= theta <= 1 and padding_ratio >= 0, got {view!r}')
         crops.append((float(view[0]), float(view[1])))
-    return dict(crops=crops, flip=bool(test_cfg['flip']))
+    return dict(crops=crops, flip=bool(views['flip']))
 
 
 @MODELS.register_module()
@@ -41,10 +42,12 @@ class CALClassifier(ImageClassifier):
     the flipped image too, before the softmax.
 
     Args:
-        test_cfg: ``crops``, a list of ``(theta, padding_ratio)`` views
-            (default one crop at (0.1, 0.05), the reference's validation;
-            the paper tests with ``[(0.3, 0.1), (0.2, 0.1), (0.1, 0.05)]``),
-            and ``flip`` (default False).
+        val_cfg: views of validation: ``crops``, a list of ``(theta,
+            padding_ratio)`` (default one crop at (0.1, 0.05), the
+            reference's validation), and ``flip`` (default False).
+        test_cfg: views of testing and of ``predict``, same keys and
+            defaults; the paper tests with ``crops=[(0.3, 0.1), (0.2, 0.1),
+            (0.1, 0.05)], flip=True``.
         Other arguments as ``ImageClassifier``; the neck must be a
         :class:`BAPNeck` and the head a :class:`CALHead` (or modules with
         the same outputs).
@@ -54,6 +57,7 @@ class CALClassifier(ImageClassifier):
                  backbone: dict,
                  neck: dict,
                  head: dict,
+                 val_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
                  **kwargs):
@@ -72,7 +76,8 @@ class CALClassifier(ImageClassifier):
                 "data_preprocessor=dict(type='AttentionCropDrop', ...) at the "
                 'top level of the config (tools/test.py --tta rebuilds the '
                 'model from the top-level one).')
-        self.test_cfg = _parse_test_cfg(test_cfg)
+        self.val_cfg = parse_views(val_cfg, 'val_cfg')
+        self.test_cfg = parse_views(test_cfg, 'test_cfg')
 
     def get_attention_maps(self, inputs: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) normalised batch -> (B, M, h, w) attention maps."""
@@ -115,11 +120,17 @@ class CALClassifier(ImageClassifier):
                 self.head(self.extract_feat(crop_inputs)).chunk(len(crops)))
         return torch.stack(logits)
 
+    def val_step(self, data: dict) -> List[DataSample]:
+        data = self.data_preprocessor(data, False)
+        return self.predict(**data, views=self.val_cfg)
+
     def predict(self,
                 inputs: torch.Tensor,
                 data_samples: Optional[List[DataSample]] = None,
-                **kwargs) -> List[DataSample]:
-        crops, flip = self.test_cfg['crops'], self.test_cfg['flip']
+                views: Optional[dict] = None) -> List[DataSample]:
+        """Scores averaged over ``views`` (default: ``test_cfg``)."""
+        views = self.test_cfg if views is None else parse_views(views, 'views')
+        crops, flip = views['crops'], views['flip']
         logits = self.view_logits(inputs, crops).mean(dim=0)
         if flip:
             flipped = self.view_logits(inputs.flip(-1), crops).mean(dim=0)
