@@ -111,13 +111,7 @@ def main(argv=None):
     cfg = build_config(args)
     runner = (Runner.from_cfg(cfg)
               if 'runner_type' not in cfg else RUNNERS.build(cfg))
-    # The TTA wrapper holds the model as ``module``: map the checkpoint's
-    # keys onto it rather than loading nothing.
-    revise_keys = [(r'^module\.', '')]
-    if args.tta:
-        revise_keys.append((r'^', 'module.'))
-    runner.load_checkpoint(
-        args.checkpoint, strict=True, revise_keys=revise_keys)
+    runner.load_checkpoint(args.checkpoint, strict=True)
     if args.out and args.out_item in (None, 'pred'):
         runner.test_evaluator.metrics.append(
             DumpResults(out_file_path=args.out))

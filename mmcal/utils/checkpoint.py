@@ -41,7 +41,10 @@ def _history_buffer_method(owner, name: str):
     ``getattr(HistoryBuffer, 'mean')``; allowing the real ``getattr`` would
     let a file read any attribute of any object it can build.
     """
-    if owner is HistoryBuffer and name in HistoryBuffer._statistics_methods:
+    # The built-in statistics are only entered into _statistics_methods by
+    # the first HistoryBuffer built in this process.
+    allowed = {'min', 'max', 'current', 'mean', *HistoryBuffer._statistics_methods}
+    if owner is HistoryBuffer and name in allowed:
         return getattr(owner, name)
     raise pickle.UnpicklingError(
         f'getattr({owner!r}, {name!r}) is not allowed in a checkpoint')
@@ -70,9 +73,9 @@ def unsafe_load_allowed() -> bool:
 
 def _unpickler_reason(error: Exception) -> str:
     """The line of torch's refusal that names what was refused."""
-    lines = [line.strip() for line in str(error).splitlines()]
-    reasons = [line for line in lines if 'WeightsUnpickler error' in line]
-    return (reasons or lines or ['refused'])[0]
+    text = str(error).split('WeightsUnpickler error:')[-1]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return (lines or ['refused'])[0]
 
 
 def load_checkpoint_file(filename: Union[str, Path], map_location=None):

@@ -1,0 +1,121 @@
+import os
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+from mmengine.fileio import get_file_backend
+from mmengine.logging.history_buffer import HistoryBuffer
+from mmengine.runner.checkpoint import _load_checkpoint
+
+from mmcal.utils import UNSAFE_LOAD_ENV, load_checkpoint_file
+
+
+class WritesFileWhenUnpickled:
+    """A pickle payload: unpickling it calls ``open(path, 'w')``."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, 'w'))
+
+
+def runner_like_checkpoint():
+    history = HistoryBuffer()
+    history.update(0.5)
+    history.update(np.float64(0.25))
+    return dict(
+        meta=dict(seed=np.int64(3), epoch=1, lr=np.float32(0.1)),
+        message_hub=dict(log_scalars={'train/loss': history}),
+        state_dict={'head.fc.weight': torch.arange(6.).view(2, 3)},
+        optimizer={'state': {}, 'param_groups': [{'lr': 0.1}]})
+
+
+def test_runner_checkpoint_loads_weights_only(tmp_path):
+    path = str(tmp_path / 'epoch_1.pth')
+    torch.save(runner_like_checkpoint(), path)
+    loaded = _load_checkpoint(path)  # mmengine's entry point
+    history = loaded['message_hub']['log_scalars']['train/loss']
+    assert history.mean() == pytest.approx(0.375)
+    assert loaded['meta']['seed'] == 3
+    assert torch.equal(loaded['state_dict']['head.fc.weight'],
+                       torch.arange(6.).view(2, 3))
+
+
+def test_malicious_pickle_is_refused_and_runs_nothing(tmp_path, monkeypatch):
+    monkeypatch.delenv(UNSAFE_LOAD_ENV, raising=False)
+    victim = tmp_path / 'written_by_pickle'
+    path = str(tmp_path / 'evil.pth')
+    torch.save({'state_dict': {}, 'payload': WritesFileWhenUnpickled(
+        str(victim))}, path)
+    with pytest.raises(RuntimeError, match='Refused to load checkpoint') as e:
+        _load_checkpoint(path)
+    assert path in str(e.value)
+    assert '--unsafe-load' in str(e.value)
+    assert not victim.exists()
+
+
+def test_getattr_stand_in_refuses_other_attributes(tmp_path):
+    # A HistoryBuffer pickles getattr(HistoryBuffer, 'mean'); anything else
+    # reached through getattr must stay refused.
+    class GetattrPayload:
+
+        def __reduce__(self):
+            return (getattr, (np.ndarray, 'tofile'))
+
+    path = str(tmp_path / 'getattr.pth')
+    with open(path, 'wb') as file:
+        torch.save({'x': GetattrPayload()}, file)
+    with pytest.raises(RuntimeError, match='Refused'):
+        load_checkpoint_file(path)
+
+
+def test_unsafe_opt_in_loads_trusted_legacy_file(tmp_path, monkeypatch):
+    marker = tmp_path / 'marker'
+    path = str(tmp_path / 'legacy.pth')
+    torch.save({'payload': WritesFileWhenUnpickled(str(marker))}, path)
+    monkeypatch.setenv(UNSAFE_LOAD_ENV, '1')
+    load_checkpoint_file(path)
+    assert marker.exists()
+
+
+def test_missing_checkpoint_is_named(tmp_path):
+    path = str(tmp_path / 'nowhere.pth')
+    with pytest.raises(FileNotFoundError, match='nowhere.pth'):
+        _load_checkpoint(path)
+
+
+@pytest.mark.parametrize('keep', [0, 10, 200])
+def test_truncated_checkpoint_is_named(tmp_path, keep):
+    path = str(tmp_path / 'full.pth')
+    torch.save(runner_like_checkpoint(), path)
+    with open(path, 'rb') as file:
+        data = file.read()
+    cut = str(tmp_path / 'cut.pth')
+    with open(cut, 'wb') as file:
+        file.write(data[:keep])
+    with pytest.raises(RuntimeError, match='truncated') as error:
+        load_checkpoint_file(cut)
+    assert cut in str(error.value)
+
+
+def test_local_backend_put_is_atomic(tmp_path, monkeypatch):
+    target = str(tmp_path / 'ckpt' / 'latest.pth')
+    backend = get_file_backend(target)
+    backend.put(b'first', target)
+
+    def fail_midway(fd):
+        raise OSError('disk full')
+
+    # A write that fails leaves the previous file and no temporary file.
+    with monkeypatch.context() as patch:
+        patch.setattr(os, 'fsync', fail_midway)
+        with pytest.raises(OSError, match='disk full'):
+            backend.put(b'second', target)
+    with open(target, 'rb') as file:
+        assert file.read() == b'first'
+    assert os.listdir(osp.dirname(target)) == ['latest.pth']
+    backend.put(b'second', target)
+    with open(target, 'rb') as file:
+        assert file.read() == b'second'
