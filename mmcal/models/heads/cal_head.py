@@ -35,8 +35,10 @@ def feature_center_update(
     targets = normalized[labels]
     features = features.detach().to(centers.dtype)
     sums = torch.zeros_like(centers).index_add_(0, labels, features)
-    counts = torch.bincount(labels, minlength=centers.shape[0]).to(
-        centers.dtype)
+    # index_add_ rather than bincount: bincount reads the largest label
+    # back to the host on CUDA.
+    counts = centers.new_zeros(centers.shape[0]).index_add_(
+        0, labels, centers.new_ones(labels.shape[0]))
     all_reduce(sums)
     all_reduce(counts)
     seen = (counts > 0).to(centers.dtype)[:, None]
