@@ -9,7 +9,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from conftest import tiny_runner_cfg, write_image_folder
+from mmcal_test_utils import tiny_runner_cfg, write_image_folder
 
 from mmcal.utils import load_checkpoint_file
 

@@ -1,0 +1,103 @@
+"""Helpers shared by the tests: a tiny CAL model and a tiny image-folder data set.
+
+Imported by name (``from mmcal_test_utils import ...``): pytest puts ``tests/``
+on the path, and a module name of its own cannot clash with the ``conftest``
+modules of sub-folders.
+"""
+import os
+import os.path as osp
+
+import numpy as np
+import torch
+from PIL import Image
+
+import mmcal  # noqa: F401
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+NUM_CLASSES = 3
+NUM_ATTENTIONS = 4
+# ResNet-18 at a quarter of the width: 128 channels out of the last stage.
+BACKBONE_CHANNELS = 128
+
+
+def tiny_model_cfg(num_classes=NUM_CLASSES, num_attentions=NUM_ATTENTIONS,
+                   **classifier_kwargs):
+    """Config dict of a narrow ResNet-18 CAL classifier."""
+    return dict(
+        type='CALClassifier',
+        backbone=dict(
+            type='ResNet',
+            depth=18,
+            stem_channels=16,
+            base_channels=16,
+            out_indices=(3, )),
+        neck=dict(
+            type='BAPNeck',
+            in_channels=BACKBONE_CHANNELS,
+            num_attentions=num_attentions),
+        head=dict(
+            type='CALHead',
+            num_classes=num_classes,
+            in_channels=num_attentions * BACKBONE_CHANNELS),
+        data_preprocessor=dict(
+            mean=[123.675, 116.28, 103.53],
+            std=[58.395, 57.12, 57.375],
+            to_rgb=True),
+        **classifier_kwargs)
+
+
+def write_image_folder(root, num_classes=NUM_CLASSES, per_class=4, size=40,
+                       seed=0):
+    """Class folders of random PNGs, the layout of mmpretrain's
+    CustomDataset; each class has its own mean colour so it can be learnt."""
+    rng = np.random.default_rng(seed)
+    for label in range(num_classes):
+        folder = osp.join(root, f'class_{label}')
+        os.makedirs(folder, exist_ok=True)
+        for index in range(per_class):
+            base = np.full((size, size, 3), 60 * label + 40, dtype=np.float64)
+            pixels = base + rng.normal(0, 20, base.shape)
+            Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(
+                osp.join(folder, f'{index}.png'))
+    return root
+
+
+def tiny_runner_cfg(data_root, work_dir, max_epochs=1, batch_size=4,
+                    crop_size=32):
+    """A full runner config training the tiny model on an image folder."""
+    pipeline = [
+        dict(type='LoadImageFromFile'),
+        dict(type='Resize', scale=(crop_size, crop_size)),
+        dict(type='PackInputs'),
+    ]
+    loader = dict(
+        batch_size=batch_size,
+        num_workers=0,
+        dataset=dict(
+            type='CustomDataset', data_root=data_root, pipeline=pipeline),
+        sampler=dict(type='DefaultSampler', shuffle=True))
+    val_loader = dict(loader, sampler=dict(type='DefaultSampler',
+                                           shuffle=False))
+    return dict(
+        default_scope='mmpretrain',
+        model=tiny_model_cfg(),
+        data_preprocessor=tiny_model_cfg()['data_preprocessor'] | dict(
+            type='AttentionCropDrop'),
+        work_dir=work_dir,
+        train_dataloader=loader,
+        val_dataloader=val_loader,
+        test_dataloader=val_loader,
+        val_evaluator=dict(type='Accuracy', topk=(1, )),
+        test_evaluator=dict(type='Accuracy', topk=(1, )),
+        train_cfg=dict(by_epoch=True, max_epochs=max_epochs, val_interval=1),
+        val_cfg=dict(),
+        test_cfg=dict(),
+        optim_wrapper=dict(
+            optimizer=dict(type='SGD', lr=1e-3, momentum=0.9)),
+        default_hooks=dict(
+            checkpoint=dict(type='CheckpointHook', interval=1),
+            logger=dict(type='LoggerHook', interval=1)),
+        env_cfg=dict(dist_cfg=dict(backend='gloo')),
+        randomness=dict(seed=0),
+        log_level='WARNING')

@@ -1,0 +1,218 @@
+"""Predict the classes of unlabelled images with a trained model.
+
+Writes, in input order, the bird project's ``answer.txt`` format (``<file
+name> <class name>`` per line) or, for ``.csv`` / ``.json`` outputs, the
+top-k classes with their scores. The views (raw image, attention crops,
+flip) are the config's ``model.test_cfg`` unless overridden here. The output
+file appears only once every image is predicted.
+
+Example::
+
+    python tools/predict.py configs/cal_r101_cub_448.py epoch_160.pth \\
+        data/birds/testing_img_order.txt --img-root data/birds/test \\
+        --out answer.txt
+"""
+import argparse
+import csv
+import io
+import json
+import os
+import os.path as osp
+import tempfile
+from typing import List, Optional
+
+import torch
+from mmengine.config import DictAction
+from mmengine.utils import ProgressBar
+
+from mmcal.apis import (build_test_pipeline, collect_images, image_loader,
+                        init_classifier)
+from mmcal.utils import UNSAFE_LOAD_ENV
+
+FORMATS = ('txt', 'csv', 'json')
+
+
+def parse_crops(values: List[str]) -> list:
+    """``['0.3,0.1', '0.2,0.1']`` or ``['0.3,0.1 0.2,0.1']`` -> pairs."""
+    crops = []
+    for item in ' '.join(values).split():
+        try:
+            theta, padding = (float(value) for value in item.split(','))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f'--crops takes THETA,PADDING pairs, got {item!r}') from None
+        crops.append((theta, padding))
+    return crops
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Predict classes of image files')
+    parser.add_argument('config', help='config file')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        'input',
+        help='an image, a folder of images, or a list file with one image '
+        'name per line')
+    parser.add_argument('--out', required=True, help='output file')
+    parser.add_argument(
+        '--format',
+        choices=FORMATS,
+        help='txt: "<file name> <class name>" lines (answer.txt); csv / '
+        'json: top-k classes and scores (default: from the extension of '
+        '--out, txt otherwise)')
+    parser.add_argument(
+        '--topk', type=int, default=5, help='classes per image in csv/json')
+    parser.add_argument(
+        '--img-root',
+        help='folder the names of a list file are relative to (default: '
+        'the list file\'s folder)')
+    parser.add_argument(
+        '--classes',
+        help='file with one class name per line, in label order (default: '
+        'the checkpoint\'s or the config\'s class names)')
+    parser.add_argument('--batch-size', type=int, default=16)
+    parser.add_argument('--num-workers', type=int, default=0)
+    parser.add_argument('--device', default='cpu', help='e.g. cpu, cuda:0')
+    parser.add_argument(
+        '--crops',
+        nargs='*',
+        metavar='THETA,PADDING',
+        help='crop views, e.g. --crops 0.3,0.1 0.2,0.1 0.1,0.05 (no value: '
+        'raw image only; default: the config\'s model.test_cfg.crops)')
+    parser.add_argument(
+        '--flip',
+        action=argparse.BooleanOptionalAction,
+        help='also average over the flipped image (default: the config\'s '
+        'model.test_cfg.flip)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config keys, e.g. model.test_cfg.flip=True')
+    parser.add_argument(
+        '--unsafe-load',
+        action='store_true',
+        help='load the checkpoint with full unpickling (only for files you '
+        'trust: it can run code)')
+    args = parser.parse_args(argv)
+    if args.crops is not None:
+        try:
+            args.crops = parse_crops(args.crops)
+        except argparse.ArgumentTypeError as error:
+            parser.error(str(error))
+    if args.format is None:
+        extension = osp.splitext(args.out)[1].lower().lstrip('.')
+        args.format = extension if extension in FORMATS else 'txt'
+    if args.topk < 1 or args.batch_size < 1:
+        parser.error('--topk and --batch-size must be positive')
+    return args
+
+
+def read_class_names(path: str) -> List[str]:
+    with open(path) as file:
+        return [line.strip() for line in file if line.strip()]
+
+
+def predict_scores(model, loader, views: dict, progress: bool = True):
+    """(N, K) class probabilities of every image the loader yields."""
+    scores = []
+    bar = ProgressBar(len(loader.dataset)) if progress else None
+    with torch.no_grad():
+        for batch in loader:
+            data = model.data_preprocessor(batch, False)
+            samples = model.predict(data['inputs'], views=views)
+            scores.append(torch.stack([s.pred_score for s in samples]).cpu())
+            if bar is not None:
+                bar.update(len(samples))
+    if bar is not None:
+        print()
+    return torch.cat(scores).float()
+
+
+def format_predictions(names: List[str], scores: torch.Tensor,
+                       classes: List[str], fmt: str, topk: int) -> str:
+    """The text of the output file."""
+    if fmt == 'txt':
+        labels = scores.argmax(dim=1).tolist()
+        return ''.join(f'{name} {classes[label]}\n'
+                       for name, label in zip(names, labels))
+    topk = min(topk, scores.shape[1])
+    values, labels = scores.topk(topk, dim=1)
+    if fmt == 'json':
+        records = [
+            dict(
+                file=name,
+                predictions=[
+                    dict(label=label, **{'class': classes[label]}, score=value)
+                    for label, value in zip(top_labels, top_values)
+                ]) for name, top_labels, top_values in zip(
+                    names, labels.tolist(), values.tolist())
+        ]
+        return json.dumps(records, indent=1) + '\n'
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator='\n')
+    writer.writerow(['file'] + [
+        column for rank in range(1, topk + 1)
+        for column in (f'class_{rank}', f'score_{rank}')
+    ])
+    for name, top_labels, top_values in zip(names, labels.tolist(),
+                                            values.tolist()):
+        writer.writerow([name] + [
+            cell for label, value in zip(top_labels, top_values)
+            for cell in (classes[label], f'{value:.6g}')
+        ])
+    return text.getvalue()
+
+
+def write_atomically(text: str, path: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename."""
+    folder = osp.dirname(osp.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(
+        dir=folder, prefix=f'.{osp.basename(path)}.', suffix='.tmp')
+    try:
+        with os.fdopen(handle, 'w') as file:
+            file.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        if osp.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def main(argv: Optional[List[str]] = None) -> str:
+    args = parse_args(argv)
+    if args.unsafe_load:
+        os.environ[UNSAFE_LOAD_ENV] = '1'
+    images = collect_images(args.input, args.img_root)
+    model, cfg = init_classifier(args.config, args.checkpoint, args.device,
+                                 args.cfg_options)
+    classes = (read_class_names(args.classes) if args.classes else
+               model.dataset_meta.get('classes'))
+    num_classes = model.head.num_classes
+    if not classes:
+        raise ValueError(
+            'No class names in the checkpoint or the config; pass --classes '
+            'FILE (one name per line, in label order)')
+    if len(classes) != num_classes:
+        raise ValueError(f'{len(classes)} class names for a model with '
+                         f'{num_classes} classes')
+    views = dict(model.test_cfg)
+    if args.crops is not None:
+        views['crops'] = args.crops
+    if args.flip is not None:
+        views['flip'] = args.flip
+    loader = image_loader(images, build_test_pipeline(cfg), args.batch_size,
+                          args.num_workers)
+    scores = predict_scores(model, loader, views)
+    names = [name for name, _ in images]
+    write_atomically(
+        format_predictions(names, scores, classes, args.format, args.topk),
+        args.out)
+    print(f'Predictions of {len(names)} images written to {args.out}')
+    return args.out
+
+
+if __name__ == '__main__':
+    main()

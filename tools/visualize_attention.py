@@ -1,0 +1,93 @@
+"""Draw the attention of a trained CAL model on images.
+
+For each image one PNG: the image, its mean attention as a heatmap overlay,
+the M attention maps, and the attention crop and drop a training step
+would make (maps drawn as in training with a fixed seed, thresholds at the
+middle of the training ranges). The title gives the predicted class.
+
+Example::
+
+    python tools/visualize_attention.py configs/cal_r101_cub_448.py \\
+        epoch_160.pth data/CUB_200_2011/images/001.*/*.jpg --out-dir vis
+"""
+import argparse
+import os
+import os.path as osp
+from typing import List, Optional
+
+import torch
+from mmengine.config import DictAction
+from PIL import Image
+
+from mmcal.apis import (attention_views, build_test_pipeline, collect_images,
+                        image_loader, init_classifier)
+from mmcal.utils import UNSAFE_LOAD_ENV
+from mmcal.visualization import draw_attention_figure
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Draw attention maps, crops and drops of images')
+    parser.add_argument('config', help='config file')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        'images', nargs='+', help='image files, folders or list files')
+    parser.add_argument('--out-dir', required=True, help='folder for PNGs')
+    parser.add_argument('--device', default='cpu', help='e.g. cpu, cuda:0')
+    parser.add_argument('--batch-size', type=int, default=8)
+    parser.add_argument(
+        '--seed', type=int, default=0, help='seed of the crop/drop map draw')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config keys')
+    parser.add_argument(
+        '--unsafe-load',
+        action='store_true',
+        help='load the checkpoint with full unpickling (only for files you '
+        'trust: it can run code)')
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> List[str]:
+    args = parse_args(argv)
+    if args.unsafe_load:
+        os.environ[UNSAFE_LOAD_ENV] = '1'
+    images = [item for source in args.images
+              for item in collect_images(source)]
+    model, cfg = init_classifier(args.config, args.checkpoint, args.device,
+                                 args.cfg_options)
+    classes = model.dataset_meta.get('classes')
+    loader = image_loader(images, build_test_pipeline(cfg), args.batch_size)
+    os.makedirs(args.out_dir, exist_ok=True)
+    written = []
+    names = iter(name for name, _ in images)
+    with torch.no_grad():
+        for batch in loader:
+            data = model.data_preprocessor(batch, False)
+            views = attention_views(model, data['inputs'], args.seed)
+            predictions = model.predict(data['inputs'])
+            for index, prediction in enumerate(predictions):
+                name = next(names)
+                label = int(prediction.pred_label)
+                label_name = classes[label] if classes else str(label)
+                score = float(prediction.pred_score[label])
+                picture = draw_attention_figure(
+                    views['images'][index],
+                    views['attention_maps'][index],
+                    views['crops'][index],
+                    views['drops'][index],
+                    title=f'{name}: {label_name} ({score:.2f})')
+                stem = osp.splitext(name)[0].replace('/', '_')
+                path = osp.join(args.out_dir, f'{stem}.png')
+                if path in written:  # same file name from two folders
+                    path = osp.join(args.out_dir, f'{stem}_{len(written)}.png')
+                Image.fromarray(picture).save(path)
+                written.append(path)
+    print(f'{len(written)} pictures written to {args.out_dir}')
+    return written
+
+
+if __name__ == '__main__':
+    main()
