@@ -1,0 +1,14 @@
+# mmpretrain's ResNet-50 CUB fine-tuning config switched to CAL: everything
+# else (data, schedule, pretrained weights, runtime) is mmpretrain's.
+_base_ = 'mmpretrain::resnet/resnet50_8xb8_cub.py'
+
+# The lines any mmpretrain classification config needs for CAL:
+custom_imports = dict(imports=['mmcal'], allow_failed_imports=False)
+model = dict(
+    type='CALClassifier',
+    neck=dict(
+        _delete_=True, type='BAPNeck', in_channels=2048, num_attentions=32),
+    head=dict(
+        _delete_=True, type='CALHead', num_classes=200,
+        in_channels=32 * 2048))
+data_preprocessor = dict(type='AttentionCropDrop')

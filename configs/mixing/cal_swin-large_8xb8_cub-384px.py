@@ -1,0 +1,13 @@
+# mmpretrain's Swin-L CUB fine-tuning config switched to CAL: the attention
+# maps and bilinear pooling act on Swin's last (B, 1536, 12, 12) feature map.
+_base_ = 'mmpretrain::swin_transformer/swin-large_8xb8_cub-384px.py'
+
+custom_imports = dict(imports=['mmcal'], allow_failed_imports=False)
+model = dict(
+    type='CALClassifier',
+    neck=dict(
+        _delete_=True, type='BAPNeck', in_channels=1536, num_attentions=32),
+    head=dict(
+        _delete_=True, type='CALHead', num_classes=200,
+        in_channels=32 * 1536))
+data_preprocessor = dict(type='AttentionCropDrop')

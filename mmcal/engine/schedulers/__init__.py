@@ -1,0 +1,3 @@
+from .continuous_exponential_lr import ContinuousExponentialLR
+
+__all__ = ['ContinuousExponentialLR']

@@ -1,0 +1,73 @@
+"""Config discovery, generated data sets and the overrides that point a
+config at them and shrink it for the CPU."""
+import glob
+import os.path as osp
+
+import pytest
+
+from mmcal.datasets import write_bird_set, write_synthetic_birds
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+CONFIG_ROOT = osp.join(REPO_ROOT, 'configs')
+DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+# Dataset types of the configs and the generated layout each one reads.
+CUB_LAYOUT_TYPES = ('CUB', 'CUBFolder')
+BIRD_SET_TYPES = ('BirdSet', )
+
+
+def all_configs():
+    """Every runnable config under configs/ (the _base_ parts excluded),
+    relative to the repository root."""
+    paths = glob.glob(osp.join(CONFIG_ROOT, '**', '*.py'), recursive=True)
+    return sorted(
+        osp.relpath(path, REPO_ROOT) for path in paths
+        if '_base_' not in osp.relpath(path, CONFIG_ROOT).split(osp.sep))
+
+
+@pytest.fixture(scope='session')
+def data_roots(tmp_path_factory):
+    """Both layouts, 2 classes with 2 training images each (2 iterations
+    of batch 2 per epoch)."""
+    root = tmp_path_factory.mktemp('config_data')
+    cub_root = str(root / 'cub')
+    write_synthetic_birds(
+        cub_root, num_classes=2, per_class=3, size=64, test_fraction=0.3)
+    birds_root = str(root / 'birds')
+    # BirdSet keeps 3 images per class for validation: 2 left to train.
+    write_bird_set(birds_root, num_classes=2, per_class=5, num_test=2, size=64)
+    return dict(cub=cub_root, birds=birds_root)
+
+
+def data_root_for(dataset_type, data_roots):
+    if dataset_type in CUB_LAYOUT_TYPES:
+        return data_roots['cub']
+    if dataset_type in BIRD_SET_TYPES:
+        return data_roots['birds']
+    raise AssertionError(
+        f'No generated data for dataset type {dataset_type!r}: add its '
+        'layout to tests/configs/conftest.py')
+
+
+def dataloader_overrides(cfg, data_roots, size=64, batch_size=2,
+                         loaders=DATALOADERS):
+    """``--cfg-options`` style overrides pointing the ``loaders`` of
+    ``cfg`` at the generated data, at ``size`` px and ``batch_size``,
+    without worker processes."""
+    options = {}
+    for loader in loaders:
+        if not cfg.get(loader):
+            continue
+        dataset = cfg[loader].dataset
+        prefix = f'{loader}.dataset.'
+        options[prefix + 'data_root'] = data_root_for(dataset.type,
+                                                      data_roots)
+        for index, transform in enumerate(dataset.pipeline):
+            if 'scale' in transform:
+                options[f'{prefix}pipeline.{index}.scale'] = (size + 8,
+                                                              size + 8)
+            if 'crop_size' in transform:
+                options[f'{prefix}pipeline.{index}.crop_size'] = size
+        options[f'{loader}.batch_size'] = batch_size
+        options[f'{loader}.num_workers'] = 0
+        options[f'{loader}.persistent_workers'] = False
+    return options

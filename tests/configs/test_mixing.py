@@ -1,0 +1,76 @@
+"""mmpretrain's own configs switched to CAL train through tools/train.py."""
+import importlib.util
+import math
+import os.path as osp
+
+import pytest
+from mmengine.runner import Runner
+
+from mmcal.utils.config import load_config
+
+from .conftest import REPO_ROOT, all_configs, dataloader_overrides
+
+MIXING = [path for path in all_configs() if path.startswith('configs/mixing/')]
+
+
+def load_train_tool():
+    path = osp.join(REPO_ROOT, 'tools', 'train.py')
+    spec = importlib.util.spec_from_file_location('mmcal_train_tool', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize('config', MIXING)
+def test_mixing_config_starts_from_mmpretrain_and_is_cal(config):
+    cfg = load_config(config)
+    with open(config) as file:
+        assert "_base_ = 'mmpretrain::" in file.read()
+    assert cfg.model.type == 'CALClassifier'
+    assert cfg.model.neck.type == 'BAPNeck'
+    assert cfg.model.head.type == 'CALHead'
+    assert cfg.data_preprocessor.type == 'AttentionCropDrop'
+    assert 'mmcal' in cfg.custom_imports.imports
+    # mmpretrain's ImageNet weights would be downloaded: the test turns
+    # them off.
+    assert cfg.model.backbone.init_cfg.checkpoint.startswith('https://')
+
+
+@pytest.mark.parametrize('config', MIXING)
+def test_mixing_config_trains_two_iterations_through_train_tool(
+        config, data_roots, tmp_path, monkeypatch):
+    cfg = load_config(config)
+    # --no-validate removes the other loaders.
+    options = dataloader_overrides(
+        cfg, data_roots, loaders=('train_dataloader', ))
+    options.update({
+        'model.backbone.init_cfg': None,
+        'train_cfg.max_epochs': 1,
+        # Only the 2 iterations: no checkpoint of the big models.
+        'default_hooks.checkpoint': None,
+        'log_level': 'WARNING',
+    })
+    if cfg.model.backbone.type == 'SwinTransformer':
+        # At 64 px the later stages are smaller than Swin's 12 x 12 window.
+        options['model.backbone.pad_small_map'] = True
+    argv = [
+        config, '--work-dir',
+        str(tmp_path), '--no-validate', '--cfg-options'
+    ] + [f'{key}={value}' for key, value in options.items()]
+
+    # Keep the runner the tool builds, to inspect it after training.
+    runners = []
+    build_runner = Runner.from_cfg
+
+    def from_cfg(cfg):
+        runners.append(build_runner(cfg))
+        return runners[-1]
+
+    monkeypatch.setattr(Runner, 'from_cfg', from_cfg)
+    load_train_tool().main(argv)
+
+    runner, = runners
+    assert type(runner.model).__name__ == 'CALClassifier'
+    assert runner.iter == 2
+    assert math.isfinite(
+        runner.message_hub.get_scalar('train/loss').current())

@@ -1,0 +1,104 @@
+"""The recipes' learning-rate schedules, augmentation and BatchNorm
+synchronisation behave as the reference describes."""
+import math
+from types import SimpleNamespace
+
+import mmcv
+import numpy as np
+import torch
+from mmcal_test_utils import tiny_model_cfg
+from mmengine.logging import MMLogger
+from mmengine.model import convert_sync_batchnorm
+from mmengine.optim import OptimWrapper
+from mmengine.runner import Runner
+from mmpretrain.registry import MODELS, PARAM_SCHEDULERS, TRANSFORMS
+
+from mmcal.utils.config import load_config
+
+CUB_CONFIG = 'configs/cal_r101_cub_448.py'
+BIRDS_CONFIG = 'configs/cal_r152_birds.py'
+
+
+def sgd_wrapper(lr):
+    return OptimWrapper(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))],
+                                        lr=lr))
+
+
+def test_cub_lr_decays_by_0_9_every_two_epochs_at_every_iteration():
+    cfg = load_config(CUB_CONFIG)
+    wrapper = sgd_wrapper(cfg.optim_wrapper.optimizer.lr)
+    epoch_length = 7
+    scheduler = PARAM_SCHEDULERS.build(
+        dict(cfg.param_scheduler),
+        default_args=dict(optimizer=wrapper, epoch_length=epoch_length))
+    num_iters = cfg.train_cfg.max_epochs * epoch_length
+    for iteration in range(num_iters):
+        epoch = iteration / epoch_length
+        expected = 1e-3 * 0.9**(epoch / 2)
+        assert math.isclose(wrapper.get_lr()['lr'][0], expected,
+                            rel_tol=1e-6), iteration
+        scheduler.step()
+    # Two epochs in: exactly one factor 0.9; the last lr of 160 epochs.
+    assert math.isclose(1e-3 * 0.9**(14 / 7 / 2), 0.9e-3)
+    assert math.isclose(wrapper.get_lr()['lr'][0], 1e-3 * 0.9**80,
+                        rel_tol=1e-6)
+
+
+def scaled_lr(cfg, processes, batch_per_process):
+    """The lr mmengine's Runner trains with under ``--auto-scale-lr``."""
+    wrapper = sgd_wrapper(cfg.optim_wrapper.optimizer.lr)
+    runner = SimpleNamespace(
+        _train_dataloader=dict(batch_size=batch_per_process),
+        world_size=processes,
+        param_schedulers=None,
+        logger=MMLogger.get_current_instance())
+    Runner.scale_lr(runner, wrapper, dict(cfg.auto_scale_lr, enable=True))
+    return wrapper.get_lr()['lr'][0]
+
+
+def test_cub_lr_is_1e3_for_a_global_batch_of_16():
+    cfg = load_config(CUB_CONFIG)
+    assert cfg.train_dataloader.batch_size == 4
+    assert math.isclose(scaled_lr(cfg, 4, 4), 1e-3)
+    assert math.isclose(scaled_lr(cfg, 1, 4), 2.5e-4)
+    assert math.isclose(scaled_lr(cfg, 2, 16), 2e-3)
+
+
+def test_bird_rotation_is_uniform_within_20_degrees(monkeypatch):
+    cfg = load_config(BIRDS_CONFIG)
+    rotate_cfg, = [t for t in cfg.train_dataloader.dataset.pipeline
+                   if t.type == 'Rotate']
+    rotate = TRANSFORMS.build(rotate_cfg)
+    angles = []
+
+    def record_angle(img, angle, **kwargs):
+        angles.append(angle)
+        return img
+
+    monkeypatch.setattr(mmcv, 'imrotate', record_angle)
+    np.random.seed(0)
+    image = np.zeros((4, 4, 3), dtype=np.uint8)
+    draws = 4000
+    for _ in range(draws):
+        rotate.transform(dict(img=image))
+    angles = np.array(angles)
+    assert len(angles) == draws  # always rotated
+    assert angles.min() >= -20 and angles.max() <= 20
+    # Eight 5-degree bins hold 500 draws each (binomial sd 21).
+    counts, _ = np.histogram(angles, bins=8, range=(-20, 20))
+    assert np.all(np.abs(counts - draws / 8) < 80), counts
+
+
+def test_cub_recipe_syncs_every_batchnorm_when_distributed():
+    """The Runner applies ``sync_bn`` to the whole model, attention layer
+    included, only when distributed; a single process keeps BatchNorm."""
+    cfg = load_config(CUB_CONFIG)
+    model = convert_sync_batchnorm(MODELS.build(tiny_model_cfg()),
+                                   cfg.sync_bn)
+    norms = {
+        name: type(module)
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm)
+    }
+    assert 'neck.attention.1' in norms
+    assert set(norms.values()) == {torch.nn.SyncBatchNorm}
