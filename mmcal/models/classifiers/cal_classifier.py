@@ -30,6 +30,13 @@ def parse_views(views: Optional[dict], name: str = 'test_cfg') -> dict:
     return dict(crops=crops, flip=bool(views['flip']))
 
 
+def _listed(keys, limit: int = 10) -> str:
+    """Sorted keys, at most ``limit`` of them, for an error message."""
+    keys = sorted(keys)
+    more = f' and {len(keys) - limit} more' if len(keys) > limit else ''
+    return (', '.join(keys[:limit]) or 'none') + more
+
+
 @MODELS.register_module()
 class CALClassifier(ImageClassifier):
     """Image classifier running CAL's two-pass training step.
@@ -61,6 +68,7 @@ class CALClassifier(ImageClassifier):
                  test_cfg: Optional[dict] = None,
                  data_preprocessor: Optional[dict] = None,
                  **kwargs):
+        data_preprocessor = data_preprocessor or {}
         if isinstance(data_preprocessor, dict):
             data_preprocessor.setdefault('type', 'AttentionCropDrop')
         super().__init__(
@@ -78,6 +86,43 @@ class CALClassifier(ImageClassifier):
                 'model from the top-level one).')
         self.val_cfg = parse_views(val_cfg, 'val_cfg')
         self.test_cfg = parse_views(test_cfg, 'test_cfg')
+        self.register_load_state_dict_pre_hook(self._check_checkpoint_shapes)
+
+    def _check_checkpoint_shapes(self, module, state_dict, prefix, *args):
+        """Refuse a checkpoint whose tensors have other shapes.
+
+        mmengine's non-strict loading (``load_from``, ``--resume``) only
+        warns about a shape mismatch and leaves those tensors at their
+        initial values; a checkpoint of another class count or attention
+        count would then train or test a half-loaded model. The error lists
+        the mismatched keys with both shapes, and the missing and unexpected
+        keys.
+        """
+        own = self.state_dict()
+        shapes = {
+            key: (tuple(state_dict[prefix + key].shape), tuple(tensor.shape))
+            for key, tensor in own.items()
+            if hasattr(state_dict.get(prefix + key), 'shape')
+        }
+        mismatched = [
+            f'{key}: checkpoint {theirs}, model {ours}'
+            for key, (theirs, ours) in shapes.items() if theirs != ours
+        ]
+        if not mismatched:
+            return
+        theirs = {
+            key[len(prefix):]
+            for key in state_dict if key.startswith(prefix)
+        }
+        raise ValueError(
+            'The checkpoint does not fit the model built from the config '
+            '(another num_classes or num_attentions?): '
+            + '; '.join(mismatched)
+            + f'. Missing from the checkpoint: {_listed(own.keys() - theirs)}'
+            f'; not in the model: {_listed(theirs - own.keys())}. To '
+            'fine-tune from it with a different head, load only its '
+            "backbone: model.backbone.init_cfg=dict(type='Pretrained', "
+            "checkpoint=<file>, prefix='backbone.') and no load_from.")
 
     def get_attention_maps(self, inputs: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) normalised batch -> (B, M, h, w) attention maps."""
