@@ -1,0 +1,111 @@
+import io
+import logging
+from typing import Optional
+
+import numpy as np
+from mmcv.transforms import BaseTransform
+from mmengine import fileio
+from mmengine.logging import print_log
+from mmpretrain.registry import TRANSFORMS
+from PIL import Image, ImageOps
+
+# Modes whose pixels are integers wider than 8 bits (PIL opens 16-bit PNG and
+# TIFF greyscale as these); they are scaled, not clipped, to 8 bits.
+WIDE_INTEGER_MODES = ('I', 'I;16', 'I;16B', 'I;16L', 'I;16N')
+
+
+def pil_to_bgr(image: Image.Image) -> np.ndarray:
+    """Any PIL image -> (H, W, 3) uint8 array in BGR order.
+
+    Greyscale, palette, CMYK, YCbCr, alpha and 16-bit images are converted
+    the way a viewer shows them: 16-bit values are divided by 257 (65535 ->
+    255), alpha is dropped (as by OpenCV's colour loading, mmpretrain's
+    default), palettes and CMYK go through PIL's conversion; float ('F')
+    images are read as 0-255.
+    """
+    if image.mode in WIDE_INTEGER_MODES or image.mode == 'F':
+        wide = np.asarray(image, dtype=np.float64)
+        if image.mode != 'F':
+            wide = wide / 257
+        grey = np.clip(np.rint(wide), 0, 255).astype(np.uint8)
+        rgb = np.repeat(grey[..., None], 3, axis=-1)
+    else:
+        rgb = np.asarray(image.convert('RGB'))
+    return np.ascontiguousarray(rgb[..., ::-1])
+
+
+@TRANSFORMS.register_module()
+class LoadImageSafely(BaseTransform):
+    """Load an image as (H, W, 3) uint8 BGR, naming the file when it fails.
+
+    A drop-in replacement for ``LoadImageFromFile`` (same keys written:
+    ``img``, ``img_shape``, ``ori_shape``). It decodes with Pillow, which
+    says why a file cannot be decoded (``LoadImageFromFile`` only asserts
+    that OpenCV returned an image), and converts every colour mode to 3
+    channels (see :func:`pil_to_bgr`). EXIF orientation is applied, as
+    OpenCV does.
+
+    A missing file raises ``FileNotFoundError``, an empty, truncated,
+    corrupt or over-large (Pillow's ``Image.MAX_IMAGE_PIXELS``) one raises
+    ``OSError``; both name the path.
+
+    Args:
+        skip_broken: instead of raising, warn, count the image as skipped and
+            return ``None``; mmengine's ``BaseDataset`` then draws another
+            image. Only for training pipelines: validation and test need a
+            prediction for every image, and mmengine refuses ``None`` there.
+        backend_args: arguments of the mmengine file backend (e.g. for
+            object storage), as in ``LoadImageFromFile``.
+    """
+
+    def __init__(self,
+                 skip_broken: bool = False,
+                 backend_args: Optional[dict] = None):
+        self.skip_broken = skip_broken
+        self.backend_args = backend_args
+        # Per process: each dataloader worker counts its own skips.
+        self.num_skipped = 0
+
+    def read(self, path: str) -> np.ndarray:
+        """Decode the image at ``path`` to (H, W, 3) uint8 BGR."""
+        try:
+            data = fileio.get(path, backend_args=self.backend_args)
+        except FileNotFoundError:
+            raise FileNotFoundError(f'Image file not found: {path}') from None
+        if len(data) == 0:
+            raise OSError(f'Cannot read image {path}: the file is empty '
+                          '(0 bytes)')
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                image.load()
+                image = ImageOps.exif_transpose(image)
+                return pil_to_bgr(image)
+        except Exception as error:
+            # Pillow raises many types for unknown formats, truncated data,
+            # corrupt headers and over-large images; the path is what the
+            # user needs.
+            raise OSError(f'Cannot read image {path} ({len(data)} bytes): '
+                          f'{type(error).__name__}: {error}') from None
+
+    def transform(self, results: dict) -> Optional[dict]:
+        path = results['img_path']
+        try:
+            img = self.read(path)
+        except OSError as error:
+            if not self.skip_broken:
+                raise
+            self.num_skipped += 1
+            print_log(
+                f'Skipped an image ({self.num_skipped} skipped so far by '
+                f'this process): {error}',
+                logger='current',
+                level=logging.WARNING)
+            return None
+        results['img'] = img
+        results['img_shape'] = img.shape[:2]
+        results['ori_shape'] = img.shape[:2]
+        return results
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(skip_broken={self.skip_broken}, '
+                f'backend_args={self.backend_args})')

@@ -1,0 +1,3 @@
+from .finite_loss_optim_wrapper import FiniteLossOptimWrapper
+
+__all__ = ['FiniteLossOptimWrapper']
