@@ -29,7 +29,8 @@ def feature_center_update(
 
     Returns:
         ``(targets, new_centers)``: (B, D) targets of the samples and the
-        (K, D) updated centres.
+        (K, D) updated centres; entries whose update is not finite keep
+        their old value.
     """
     normalized = F.normalize(centers, dim=-1)
     targets = normalized[labels]
@@ -44,6 +45,9 @@ def feature_center_update(
     seen = (counts > 0).to(centers.dtype)[:, None]
     means = sums / counts.clamp(min=1)[:, None]
     new_centers = centers + beta * seen * (means - normalized)
+    # A batch with non-finite features (a diverging step that
+    # FiniteLossOptimWrapper skips) must not poison the centres for good.
+    new_centers = torch.where(new_centers.isfinite(), new_centers, centers)
     return targets, new_centers
 
 
