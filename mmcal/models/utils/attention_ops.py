@@ -19,8 +19,8 @@ def bilinear_attention_pool(features: torch.Tensor,
 
     Args:
         features: (B, C, H, W) feature map.
-        attention_maps: (B, M, h, w) attention maps; resized bilinearly to
-            (H, W) when the sizes differ.
+        attention_maps: (B, M, h, w) attention maps; resized bilinearly
+            (corners aligned) to (H, W) when the sizes differ.
         eps: added under the square root of the signed sqrt.
 
     Returns:
@@ -37,8 +37,12 @@ def bilinear_attention_pool(features: torch.Tensor,
         features = features.float()
         attention_maps = attention_maps.float()
         if attention_maps.shape[-2:] != features.shape[-2:]:
+            # Corners aligned, as the reference's F.upsample_bilinear.
             attention_maps = F.interpolate(
-                attention_maps, size=(height, width), mode='bilinear')
+                attention_maps,
+                size=(height, width),
+                mode='bilinear',
+                align_corners=True)
         pooled = torch.einsum('bmhw,bchw->bmc', attention_maps, features)
         pooled = pooled.flatten(1) / (height * width)
         pooled = torch.sign(pooled) * torch.sqrt(pooled.abs() + eps)
@@ -71,8 +75,12 @@ def sample_guide_maps(attention_maps: torch.Tensor,
 def _per_sample(theta: Theta, batch_size: int,
                 reference: torch.Tensor) -> torch.Tensor:
     """Theta as a (B,) float32 tensor on ``reference``'s device."""
-    theta = torch.as_tensor(theta, dtype=torch.float32,
-                            device=reference.device)
+    if not isinstance(theta, torch.Tensor):
+        # Filled on the device: copying a host value there would sync.
+        return torch.full((batch_size, ),
+                          float(theta),
+                          device=reference.device)
+    theta = theta.to(device=reference.device, dtype=torch.float32)
     if theta.dim() == 0:
         return theta.expand(batch_size)
     if theta.shape != (batch_size, ):
@@ -137,8 +145,12 @@ def attention_crop_boxes(attention_maps: torch.Tensor,
     """
     height, width = image_size
     upsampled, thresholds = upsample_guide(attention_maps, image_size, theta)
-    mask = (upsampled >= thresholds)[:, 0]
-    rows, cols = mask.any(dim=2), mask.any(dim=1)
+    upsampled = upsampled[:, 0]
+    thresholds = thresholds.view(-1, 1)
+    # A row (column) holds a passing pixel iff its maximum passes; a NaN
+    # maximum passes nothing, like the reference's empty mask.
+    rows = upsampled.amax(dim=2) >= thresholds
+    cols = upsampled.amax(dim=1) >= thresholds
     top, bottom = _first_last(rows)
     left, right = _first_last(cols)
     pad_h, pad_w = padding_ratio * height, padding_ratio * width
@@ -148,50 +160,84 @@ def attention_crop_boxes(attention_maps: torch.Tensor,
     bottom = torch.trunc(bottom + pad_h).clamp(max=height)
     left = torch.trunc(left - pad_w).clamp(min=0)
     right = torch.trunc(right + pad_w).clamp(max=width)
-    boxes = torch.stack([top, bottom, left, right], dim=1).long()
-    whole = torch.tensor([0, height, 0, width], device=boxes.device)
-    empty = ~rows.any(dim=1, keepdim=True)
-    return torch.where(empty, whole, boxes)
+    # With under a pixel of padding a one-row (column) mask would give an
+    # empty slice, on which the reference fails: keep that row (column).
+    bottom = torch.maximum(bottom, top + 1)
+    right = torch.maximum(right, left + 1)
+    empty = ~rows.any(dim=1)
+    boxes = [
+        top.masked_fill(empty, 0),
+        bottom.masked_fill(empty, height),
+        left.masked_fill(empty, 0),
+        right.masked_fill(empty, width)
+    ]
+    return torch.stack(boxes, dim=1).long()
+
+
+def _resample_rows(inputs: torch.Tensor, start: torch.Tensor,
+                   stop: torch.Tensor) -> torch.Tensor:
+    """Stretch rows ``start:stop`` of each sample over all H rows.
+
+    Bilinear with corners aligned, with the source positions and weights
+    computed in float32 exactly as ``F.interpolate`` computes them, so the
+    result matches the per-sample resize to float rounding.
+
+    Args:
+        inputs: (B, C, H, W).
+        start, stop: (B,) int64 first and exclusive last source row.
+
+    Returns:
+        (B, C, H, W).
+    """
+    batch_size, channels, height, width = inputs.shape
+    lengths = stop - start
+    scale = (lengths - 1).float() / max(height - 1, 1)
+    positions = scale[:, None] * torch.arange(
+        height, dtype=torch.float32, device=inputs.device)
+    low = positions.long()
+    weights = (positions - low).clamp(0, 1)
+    high = torch.minimum(low + 1, (lengths - 1)[:, None])
+    # Rows of every (sample, channel) are contiguous: each output row is
+    # the weighted sum of two rows of the flattened (B * C * H, W) tensor,
+    # which embedding_bag computes in one pass.
+    offsets = torch.arange(
+        batch_size * channels, device=inputs.device).view(
+            batch_size, channels, 1) * height + start.view(-1, 1, 1)
+    indices = torch.stack([offsets + low[:, None], offsets + high[:, None]],
+                          dim=-1)
+    pair_weights = torch.stack([1 - weights, weights], dim=-1)
+    rows = F.embedding_bag(
+        indices.view(-1, 2),
+        inputs.reshape(-1, width),
+        per_sample_weights=pair_weights[:, None].expand(
+            batch_size, channels, height, 2).reshape(-1, 2),
+        mode='sum')
+    return rows.view(inputs.shape)
 
 
 def crop_and_resize(inputs: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     """Cut each sample's box and resize it back to the full image size.
 
-    Equivalent to ``F.interpolate(inputs[i:i+1, :, t:b, l:r], (H, W),
-    mode='bilinear', align_corners=True)`` for every sample ``i``, done for
-    the batch in one ``grid_sample``.
+    Equal, up to float rounding, to ``F.interpolate(inputs[i:i+1, :, t:b,
+    l:r], (H, W), mode='bilinear', align_corners=True)`` for every sample
+    ``i``, done for the batch at once as two separable passes (rows, then
+    columns), with ``F.interpolate``'s own sample points: ``grid_sample``'s
+    normalised coordinates move them enough to change pixels by ~2e-4 at
+    224 px.
 
     Args:
         inputs: (B, C, H, W) images.
-        boxes: (B, 4) ``(top, bottom, left, right)``, exclusive ends.
+        boxes: (B, 4) int64 ``(top, bottom, left, right)``, exclusive ends.
 
     Returns:
-        (B, C, H, W) crops.
+        (B, C, H, W) crops in the input's dtype, as a transposed view
+        (the caller's torch.cat lays them out faster than a copy here).
     """
-    batch_size, _, height, width = inputs.shape
-    boxes = boxes.to(device=inputs.device, dtype=torch.float32)
+    boxes = boxes.to(device=inputs.device, dtype=torch.long)
     top, bottom, left, right = boxes.unbind(dim=1)
-    steps_h = torch.linspace(0, 1, height, device=inputs.device)
-    steps_w = torch.linspace(0, 1, width, device=inputs.device)
-    # Source pixel rows/cols of each output pixel (corners aligned), then
-    # mapped to grid_sample's [-1, 1] frame of the whole image.
-    rows = top[:, None] + steps_h[None] * (bottom - 1 - top)[:, None]
-    cols = left[:, None] + steps_w[None] * (right - 1 - left)[:, None]
-    rows = rows * (2 / max(height - 1, 1)) - 1
-    cols = cols * (2 / max(width - 1, 1)) - 1
-    grid = torch.stack(
-        [
-            cols[:, None, :].expand(batch_size, height, width),
-            rows[:, :, None].expand(batch_size, height, width)
-        ],
-        dim=-1)
-    crops = F.grid_sample(
-        inputs.float(),
-        grid,
-        mode='bilinear',
-        padding_mode='border',
-        align_corners=True)
-    return crops.to(inputs.dtype)
+    crops = _resample_rows(inputs.float(), top, bottom)
+    crops = _resample_rows(crops.transpose(2, 3), left, right)
+    return crops.transpose(2, 3).to(inputs.dtype)
 
 
 def attention_crop(inputs: torch.Tensor, attention_maps: torch.Tensor,

@@ -1,0 +1,78 @@
+"""Plain per-sample reference computations of CAL / WS-DAN, for the tests.
+
+Written from the method's description (BAP, WS-DAN's batch_augment loop),
+independently of mmcal's batched code.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def loop_bap(features, attention_maps, eps=1e-6):
+    """BAP written out sample by sample, part by part, channel by channel."""
+    batch, channels, height, width = features.shape
+    parts = attention_maps.shape[1]
+    out = torch.zeros(batch, parts * channels, dtype=torch.float64)
+    for b in range(batch):
+        for m in range(parts):
+            for c in range(channels):
+                total = 0.0
+                for h in range(height):
+                    for w in range(width):
+                        total += float(attention_maps[b, m, h, w]) * float(
+                            features[b, c, h, w])
+                value = total / (height * width)
+                sign = (value > 0) - (value < 0)
+                out[b, m * channels + c] = sign * math.sqrt(abs(value) + eps)
+        out[b] /= math.sqrt(float((out[b]**2).sum()))
+    return out
+
+
+def reference_box(guide, image_size, theta, padding_ratio):
+    """Box of one (1, 1, h, w) map, or None when no pixel passes."""
+    height, width = image_size
+    up = F.interpolate(
+        guide, size=(height, width), mode='bilinear', align_corners=True)
+    threshold = theta * guide.max()
+    indices = torch.nonzero(up[0, 0] >= threshold)
+    if len(indices) == 0:
+        return None
+    pad_h, pad_w = padding_ratio * height, padding_ratio * width
+    top = max(int(indices[:, 0].min().item() - pad_h), 0)
+    bottom = min(int(indices[:, 0].max().item() + pad_h), height)
+    left = max(int(indices[:, 1].min().item() - pad_w), 0)
+    right = min(int(indices[:, 1].max().item() + pad_w), width)
+    return top, bottom, left, right
+
+
+def reference_crop(images, guides, thetas, padding_ratio):
+    height, width = images.shape[-2:]
+    boxes, crops = [], []
+    for i in range(images.shape[0]):
+        box = reference_box(guides[i:i + 1], (height, width), float(thetas[i]),
+                            padding_ratio)
+        box = box or (0, height, 0, width)  # empty mask: the whole image
+        top, bottom, left, right = box
+        boxes.append(box)
+        crops.append(
+            F.interpolate(
+                images[i:i + 1, :, top:bottom, left:right],
+                size=(height, width),
+                mode='bilinear',
+                align_corners=True))
+    return torch.tensor(boxes), torch.cat(crops)
+
+
+def reference_drop(images, guides, thetas):
+    height, width = images.shape[-2:]
+    drops = []
+    for i in range(images.shape[0]):
+        up = F.interpolate(
+            guides[i:i + 1],
+            size=(height, width),
+            mode='bilinear',
+            align_corners=True)
+        drops.append(images[i:i + 1] * (up < float(thetas[i]) *
+                                        guides[i].max()))
+    return torch.cat(drops)
