@@ -12,7 +12,8 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from mmcal.utils import UNSAFE_LOAD_ENV
-from mmcal.utils.config import load_config, set_dataloader_defaults
+from mmcal.utils.config import (load_config, prepare_cpu_distributed,
+                                set_dataloader_defaults)
 
 
 def parse_args(argv=None):
@@ -86,6 +87,7 @@ def main(argv=None):
     if args.unsafe_load:
         os.environ[UNSAFE_LOAD_ENV] = '1'
     cfg = build_config(args)
+    prepare_cpu_distributed(cfg)
     runner = (Runner.from_cfg(cfg)
               if 'runner_type' not in cfg else RUNNERS.build(cfg))
     runner.train()

@@ -40,3 +40,23 @@ def set_dataloader_defaults(cfg: Config,
                           persistent_workers and has_workers)
         if not has_workers:
             loader['persistent_workers'] = False
+
+
+def prepare_cpu_distributed(cfg: Config) -> None:
+    """Let ``--launcher pytorch`` run on machines without CUDA.
+
+    mmengine 0.10 sets a CUDA device when it starts a ``pytorch`` launch and
+    wraps the model with ``device_ids=[LOCAL_RANK]``; both fail without a
+    GPU. Starting the gloo process group here makes the Runner skip its own
+    start, and ``device_ids=None`` is what DDP takes for CPU modules.
+    """
+    import torch
+    import torch.distributed as dist
+    if (cfg.get('launcher') != 'pytorch' or torch.cuda.is_available()
+            or dist.is_initialized()):
+        return
+    dist.init_process_group(backend='gloo')
+    wrapper = cfg.get('model_wrapper_cfg') or dict(
+        type='MMDistributedDataParallel', broadcast_buffers=False)
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper

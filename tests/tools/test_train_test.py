@@ -120,3 +120,19 @@ def test_checkpoint_of_another_model_is_refused(trained, tmp_path):
     assert result.returncode != 0
     assert 'neck.attention.0.weight' in result.stderr
     assert 'head.fc.bias' in result.stderr
+
+
+def test_two_process_launch_on_cpu(trained, tmp_path):
+    """tools/dist_train.sh's torchrun launch works on a machine without a
+    GPU (gloo), splitting each epoch between the two ranks."""
+    work = str(tmp_path / 'ddp')
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    result = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+         '--master_port=29512', osp.join(ROOT, 'tools', 'train.py'),
+         trained['config'], '--work-dir', work, '--launcher', 'pytorch'],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    checkpoint = load_checkpoint_file(osp.join(work, 'epoch_1.pth'))
+    # 12 images over 2 ranks of batch 4: 2 iterations per epoch.
+    assert checkpoint['meta']['iter'] == 2
