@@ -18,7 +18,6 @@ import io
 import json
 import os
 import os.path as osp
-import tempfile
 from typing import List, Optional
 
 import torch
@@ -28,6 +27,7 @@ from mmengine.utils import ProgressBar
 from mmcal.apis import (build_test_pipeline, collect_images, image_loader,
                         init_classifier)
 from mmcal.utils import UNSAFE_LOAD_ENV
+from mmcal.utils.fileio import write_atomically
 
 FORMATS = ('txt', 'csv', 'json')
 
@@ -163,22 +163,6 @@ def format_predictions(names: List[str], scores: torch.Tensor,
             for cell in (classes[label], f'{value:.6g}')
         ])
     return text.getvalue()
-
-
-def write_atomically(text: str, path: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename."""
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        dir=folder, prefix=f'.{osp.basename(path)}.', suffix='.tmp')
-    try:
-        with os.fdopen(handle, 'w') as file:
-            file.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        if osp.exists(temporary):
-            os.remove(temporary)
-        raise
 
 
 def main(argv: Optional[List[str]] = None) -> str:

@@ -11,12 +11,10 @@ import os.path as osp
 import mmengine
 from mmengine.config import DictAction
 from mmengine.evaluator import DumpResults
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
 from mmcal.utils import UNSAFE_LOAD_ENV
-from mmcal.utils.config import (load_config, prepare_cpu_distributed,
-                                set_dataloader_defaults)
+from mmcal.utils.config import (build_runner, load_config,
+                                set_dataloader_defaults, set_work_dir)
 
 
 def parse_args(argv=None):
@@ -79,11 +77,7 @@ def build_config(args):
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f'Checkpoint file not found: {args.checkpoint}')
     cfg.launcher = args.launcher
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    set_work_dir(cfg, args.config, args.work_dir)
     cfg.load_from = None
     if args.amp:
         cfg.test_cfg.fp16 = True
@@ -110,9 +104,7 @@ def main(argv=None):
     if args.unsafe_load:
         os.environ[UNSAFE_LOAD_ENV] = '1'
     cfg = build_config(args)
-    prepare_cpu_distributed(cfg)
-    runner = (Runner.from_cfg(cfg)
-              if 'runner_type' not in cfg else RUNNERS.build(cfg))
+    runner = build_runner(cfg)
     runner.load_checkpoint(args.checkpoint, strict=True)
     if args.out and args.out_item in (None, 'pred'):
         runner.test_evaluator.metrics.append(

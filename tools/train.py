@@ -5,15 +5,12 @@ so configs need no ``custom_imports``.
 """
 import argparse
 import os
-import os.path as osp
 
 from mmengine.config import DictAction
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
 from mmcal.utils import UNSAFE_LOAD_ENV
-from mmcal.utils.config import (load_config, prepare_cpu_distributed,
-                                set_dataloader_defaults)
+from mmcal.utils.config import (build_runner, load_config,
+                                set_dataloader_defaults, set_work_dir)
 
 
 def parse_args(argv=None):
@@ -61,11 +58,7 @@ def build_config(args):
     if args.no_validate:
         cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     cfg.launcher = args.launcher
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    set_work_dir(cfg, args.config, args.work_dir)
     if args.amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
@@ -87,9 +80,7 @@ def main(argv=None):
     if args.unsafe_load:
         os.environ[UNSAFE_LOAD_ENV] = '1'
     cfg = build_config(args)
-    prepare_cpu_distributed(cfg)
-    runner = (Runner.from_cfg(cfg)
-              if 'runner_type' not in cfg else RUNNERS.build(cfg))
+    runner = build_runner(cfg)
     runner.train()
 
 

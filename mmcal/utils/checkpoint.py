@@ -20,7 +20,6 @@ a process killed while saving leaves the previous file intact.
 import os
 import os.path as osp
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Union
@@ -30,6 +29,8 @@ import torch
 from mmengine.fileio import LocalBackend, register_backend
 from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
+
+from .fileio import write_atomically
 
 UNSAFE_LOAD_ENV = 'MMCAL_UNSAFE_LOAD'
 
@@ -119,17 +120,4 @@ class AtomicLocalBackend(LocalBackend):
     """mmengine's local backend whose ``put`` replaces files atomically."""
 
     def put(self, obj: bytes, filepath: Union[str, Path]) -> None:
-        folder = osp.dirname(osp.abspath(filepath))
-        os.makedirs(folder, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(
-            dir=folder, prefix=f'.{osp.basename(filepath)}.', suffix='.tmp')
-        try:
-            with os.fdopen(handle, 'wb') as file:
-                file.write(obj)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, filepath)
-        except BaseException:
-            if osp.exists(temporary):
-                os.remove(temporary)
-            raise
+        write_atomically(obj, filepath)

@@ -1,5 +1,7 @@
 """Config handling shared by mmcal's command-line tools."""
 import os.path as osp
+from typing import Optional
+
 from mmengine.config import Config
 
 DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
@@ -19,6 +21,27 @@ def load_config(path: str) -> Config:
     except Exception as error:
         raise RuntimeError(f'Cannot read config {path}: {error}') from error
     return cfg
+
+
+def set_work_dir(cfg: Config, config_path: str,
+                 work_dir: Optional[str] = None) -> None:
+    """``work_dir`` from the command line, else the config's, else
+    ``./work_dirs/<config name>``, as mmpretrain's tools choose it."""
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(config_path))[0])
+
+
+def build_runner(cfg: Config):
+    """The Runner of a config, CPU-only distributed launches included."""
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    prepare_cpu_distributed(cfg)
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)
 
 
 def set_dataloader_defaults(cfg: Config,

@@ -5,7 +5,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
-from mmengine.runner.checkpoint import save_checkpoint
 from mmpretrain.registry import MODELS
 from tiny_training import ROOT, load_tool
 

@@ -2,6 +2,7 @@
 import json
 import os
 import os.path as osp
+import socket
 import subprocess
 import sys
 
@@ -14,6 +15,12 @@ from mmcal_test_utils import tiny_runner_cfg, write_image_folder
 from mmcal.utils import load_checkpoint_file
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        return probe.getsockname()[1]
 
 
 def run_tool(name, *args):
@@ -129,7 +136,7 @@ def test_two_process_launch_on_cpu(trained, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS='1')
     result = subprocess.run(
         [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
-         '--master_port=29512', osp.join(ROOT, 'tools', 'train.py'),
+         f'--master_port={free_port()}', osp.join(ROOT, 'tools', 'train.py'),
          trained['config'], '--work-dir', work, '--launcher', 'pytorch'],
         capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
