@@ -15,7 +15,7 @@ data_preprocessor = dict(
     to_rgb=True)
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageSafely'),
     dict(type='Resize', scale=(324, 324)),
     # Angle uniform in [-20, 20] degrees: a magnitude uniform in [0, 20]
     # ('inf' std), negated with probability 0.5; nearest-neighbour with a
@@ -36,7 +36,7 @@ train_pipeline = [
 ]
 
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageSafely'),
     dict(type='Resize', scale=(324, 324)),
     dict(type='CenterCrop', crop_size=300),
     dict(type='PackInputs'),

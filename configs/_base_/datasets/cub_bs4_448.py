@@ -11,7 +11,7 @@ data_preprocessor = dict(
     to_rgb=True)
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageSafely'),
     dict(type='Resize', scale=(512, 512)),
     dict(type='RandomCrop', crop_size=448),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
@@ -20,7 +20,7 @@ train_pipeline = [
 ]
 
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageSafely'),
     dict(type='Resize', scale=(512, 512)),
     dict(type='CenterCrop', crop_size=448),
     dict(type='PackInputs'),

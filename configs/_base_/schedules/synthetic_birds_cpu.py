@@ -7,6 +7,6 @@ param_scheduler = [
          convert_to_iter_based=True),
     dict(type='CosineAnnealingLR', by_epoch=True, begin=1),
 ]
-train_cfg = dict(by_epoch=True, max_epochs=12, val_interval=1)
+train_cfg = dict(by_epoch=True, max_epochs=15, val_interval=1)
 val_cfg = dict()
 test_cfg = dict()

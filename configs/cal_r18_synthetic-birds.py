@@ -1,0 +1,35 @@
+# CAL on the built-in synthetic bird set, small enough for a CPU (make demo).
+# Generate the data first:
+#   python tools/dataset_converters/generate_synthetic_birds.py \
+#       --out data/synthetic_birds --num-classes 10 --per-class 80
+# From scratch CAL learns slowly (the x100 logit scale); the demo
+# (tools/demo.py) first trains configs/synthetic/plain_r18_synthetic-birds.py
+# and starts this config's backbone from that checkpoint:
+#   --cfg-options model.backbone.init_cfg.checkpoint=<plain checkpoint>
+_base_ = [
+    '_base_/datasets/synthetic_birds.py',
+    '_base_/schedules/synthetic_birds_cpu.py',
+    '_base_/default_runtime.py',
+]
+
+num_attentions = 8
+model = dict(
+    type='CALClassifier',
+    backbone=dict(
+        type='ResNet',
+        depth=18,
+        stem_channels=32,
+        base_channels=32,
+        strides=(1, 2, 2, 1),
+        out_indices=(3, )),
+    neck=dict(
+        type='BAPNeck', in_channels=256, num_attentions=num_attentions),
+    head=dict(
+        type='CALHead', num_classes=10, in_channels=num_attentions * 256),
+    # Validation: raw + one crop (the reference's); testing adds the
+    # paper's three crops and the flip.
+    test_cfg=dict(crops=[(0.3, 0.1), (0.2, 0.1), (0.1, 0.05)], flip=True))
+
+optim_wrapper = dict(
+    optimizer=dict(type='SGD', lr=1e-3, momentum=0.9, weight_decay=1e-5))
+train_cfg = dict(max_epochs=6)
