@@ -24,3 +24,11 @@ data_preprocessor = dict(type='AttentionCropDrop')
 # the periodic epoch_*.pth files rotate on their own and never replace it.
 default_hooks = dict(
     checkpoint=dict(save_best='accuracy/top1', rule='greater'))
+
+# Attention pictures of a few validation images every 5 epochs, in
+# work_dir/attention/ and the visualizer's backends.
+custom_hooks = [
+    dict(type='DatasetCheckHook'),
+    dict(type='NonFiniteLossHook'),
+    dict(type='AttentionVisualizationHook', interval=5, num_images=4),
+]

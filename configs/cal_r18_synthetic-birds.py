@@ -33,3 +33,9 @@ model = dict(
 optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=1e-3, momentum=0.9, weight_decay=1e-5))
 train_cfg = dict(max_epochs=6)
+
+custom_hooks = [
+    dict(type='DatasetCheckHook'),
+    dict(type='NonFiniteLossHook'),
+    dict(type='AttentionVisualizationHook', interval=3, num_images=4),
+]

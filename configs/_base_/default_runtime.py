@@ -16,11 +16,17 @@ default_hooks = dict(
     visualization=dict(type='VisualizationHook', enable=False),
 )
 
+# Checks of the data before training and of every loss; configs that add
+# hooks of their own repeat these two.
+custom_hooks = [
+    dict(type='DatasetCheckHook'),
+    dict(type='NonFiniteLossHook'),
+]
+
 env_cfg = dict(
     cudnn_benchmark=False,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    # CPU-only multi-process runs override this with
-    # --cfg-options env_cfg.dist_cfg.backend=gloo
+    # mmcal's tools start gloo themselves on machines without CUDA.
     dist_cfg=dict(backend='nccl'),
 )
 

@@ -35,6 +35,25 @@ def test_points_in_boxes_and_coverage(tool):
     assert tool.box_coverage(np.array([[0, 0, 2, 2]]), (4, 4)) == 0.25
 
 
+def test_mass_in_boxes_by_hand(tool):
+    maps = torch.zeros(3, 2, 2, 2)
+    # Sample 0: mean [[2, 0], [0, -1]]; corners aligned to 3 x 3 gives
+    # [[2, 1, 0], [1, .25, -.5], [0, -.5, -1]], clipped: total 4.25.
+    maps[0, 0, 0, 0] = 4.0
+    maps[0, 1, 1, 1] = -2.0
+    maps[1] = 1.0  # sample 1: uniform
+    maps[2] = -1.0  # sample 2: no positive mass
+    boxes = [
+        # Pixels (row 0, col 0), (1, 0): 2 + 1; (1, 1): 0.25.
+        np.array([[0, 0, 1, 2], [1.5, 1.5, 1, 1]]),
+        # Overlapping boxes: 4 + 4 - 1 shared pixel centres of 9.
+        np.array([[0, 0, 2, 2], [1, 1, 2, 2]]),
+        np.array([[0, 0, 3, 1]]),  # row 0: 3 of 9 pixels
+    ]
+    shares = tool.mass_in_boxes(maps, boxes, (3, 3))
+    np.testing.assert_allclose(shares, [3.25 / 4.25, 7 / 9, 1 / 3])
+
+
 def test_class_activation_maps_match_a_loop(tool):
     torch.manual_seed(0)
     model = MODELS.build(
@@ -60,15 +79,20 @@ def test_class_activation_maps_match_a_loop(tool):
                 assert abs(float(cams[b, 0, y, x]) - expected) < 1e-4
 
 
-def test_load_part_boxes(tool, tmp_path):
+def test_load_boxes(tool, tmp_path):
     write_synthetic_birds(str(tmp_path), num_classes=2, per_class=2, size=32)
-    boxes = tool.load_part_boxes(str(tmp_path))
+    boxes = tool.load_boxes(str(tmp_path), 'parts/part_boxes.txt')
     assert len(boxes) == 4
     first = boxes['001.Species_001/Species_001_0001.jpg']
     assert first.shape == (5, 4)
     with open(tmp_path / 'parts' / 'part_boxes.txt') as file:
         line = file.readline().split()
     np.testing.assert_allclose(first[0], [float(v) for v in line[2:]])
+    birds = tool.load_boxes(str(tmp_path), 'bounding_boxes.txt')
+    with open(tmp_path / 'bounding_boxes.txt') as file:
+        line = file.readline().split()
+    np.testing.assert_allclose(birds['001.Species_001/Species_001_0001.jpg'],
+                               [[float(v) for v in line[1:]]])
 
 
 def test_smoke_run(tool, tmp_path, capsys):
@@ -82,9 +106,26 @@ def test_smoke_run(tool, tmp_path, capsys):
     assert list(results) == ['plain, stage 1', 'plain', 'WS-DAN', 'CAL']
     for row in results.values():
         assert 0 <= row['top1'] <= 100 and 0 <= row['peak_in_part'] <= 100
-        assert 0 < row['chance'] < 100
+        assert 0 <= row['mass_in_part'] <= 100
+        assert 0 < row['chance'] < row['bird_chance'] < 100
     table = capsys.readouterr().out
     assert '| CAL |' in table and '| WS-DAN |' in table
+    # The same checkpoints evaluated again, without training: same numbers.
+    evaluated = tool.main([
+        '--data-root', str(data_root), '--work-dir', str(tmp_path / 'work'),
+        '--plain-epochs', '2', '--method-epochs', '2', '--eval-only'
+    ])
+    for name, row in results.items():
+        for key in ('top1', 'peak_in_part', 'mass_in_part', 'mass_in_bird'):
+            assert evaluated[name][key] == pytest.approx(row[key], abs=1e-6)
+
+
+def test_eval_only_without_checkpoints_names_the_folder(tool, tmp_path):
+    write_synthetic_birds(str(tmp_path / 'birds'), num_classes=2,
+                          per_class=2, size=32)
+    with pytest.raises(FileNotFoundError, match='stage1_plain'):
+        tool.main(['--data-root', str(tmp_path / 'birds'), '--work-dir',
+                   str(tmp_path / 'work'), '--eval-only'])
 
 
 def test_too_few_epochs_refused(tool):
