@@ -8,7 +8,7 @@ import os
 
 from mmengine.config import DictAction
 
-from mmcal.utils import UNSAFE_LOAD_ENV
+from mmcal.utils import UNSAFE_LOAD_ENV, find_resume_checkpoint
 from mmcal.utils.config import (build_runner, load_config,
                                 set_dataloader_defaults, set_work_dir)
 
@@ -63,7 +63,9 @@ def build_config(args):
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if args.resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
+        # None when there is nothing to resume: training starts afresh.
+        cfg.resume = True
+        cfg.load_from = find_resume_checkpoint(cfg.work_dir)
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
     if args.auto_scale_lr:

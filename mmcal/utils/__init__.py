@@ -1,4 +1,7 @@
-from .checkpoint import (UNSAFE_LOAD_ENV, load_checkpoint_file,
-                         unsafe_load_allowed)
+from .checkpoint import (UNSAFE_LOAD_ENV, find_resume_checkpoint,
+                         load_checkpoint_file, unsafe_load_allowed)
 
-__all__ = ['UNSAFE_LOAD_ENV', 'load_checkpoint_file', 'unsafe_load_allowed']
+__all__ = [
+    'UNSAFE_LOAD_ENV', 'find_resume_checkpoint', 'load_checkpoint_file',
+    'unsafe_load_allowed'
+]
