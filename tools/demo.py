@@ -9,7 +9,7 @@
    initialised from that checkpoint.
 4. Tests the CAL checkpoint with ``tools/test.py`` and prints its top-1.
 5. Draws attention maps of a few test images with
-   ``tools/visualize_attention.py`` when that tool exists.
+   ``tools/visualize_attention.py``.
 
 Every step runs the repository's own tools in a subprocess, exactly as a
 user would. The synthetic set has no validation split: validation runs on
@@ -18,7 +18,6 @@ test result was not selected on the test images.
 """
 import argparse
 import json
-import os
 import os.path as osp
 import subprocess
 import sys
@@ -131,14 +130,12 @@ def main(argv=None) -> float:
                 data + backbone_init_options(plain))
     top1 = test_top1(CAL_CONFIG, cal, osp.join(work_dir, 'test'), data)
 
-    visualizer = osp.join(ROOT, 'tools', 'visualize_attention.py')
-    if osp.isfile(visualizer):
-        out_dir = osp.join(work_dir, 'attention')
-        run_tool('visualize_attention.py', [
-            CAL_CONFIG, cal, *test_images(data_root, args.num_pictures),
-            '--out-dir', out_dir
-        ])
-        print(f'Attention pictures: {out_dir}')
+    out_dir = osp.join(work_dir, 'attention')
+    run_tool('visualize_attention.py', [
+        CAL_CONFIG, cal, *test_images(data_root, args.num_pictures),
+        '--out-dir', out_dir
+    ])
+    print(f'Attention pictures: {out_dir}')
     print(f'Demo finished in {time.perf_counter() - start:.0f} s.')
     print(f'CAL checkpoint {cal}\n'
           f'Top-1 accuracy on the synthetic test split: {top1:.2f} %')
