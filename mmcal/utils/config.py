@@ -1,4 +1,5 @@
 """Config handling shared by mmcal's command-line tools."""
+import atexit
 import os.path as osp
 from typing import Optional
 
@@ -79,6 +80,9 @@ def prepare_cpu_distributed(cfg: Config) -> None:
             or dist.is_initialized()):
         return
     dist.init_process_group(backend='gloo')
+    # A gloo group still alive at interpreter exit can abort the process
+    # ("terminate called without an active exception") after a finished run.
+    atexit.register(dist.destroy_process_group)
     wrapper = cfg.get('model_wrapper_cfg') or dict(
         type='MMDistributedDataParallel', broadcast_buffers=False)
     wrapper['device_ids'] = None

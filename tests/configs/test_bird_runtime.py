@@ -8,7 +8,7 @@ from mmengine.runner import Runner
 
 from mmcal.utils.config import load_config
 
-from .conftest import dataloader_overrides
+from .conftest import GENERATED_CLASSES, dataloader_overrides
 
 
 class RecordValTop1(Hook):
@@ -24,7 +24,7 @@ def test_bird_recipe_keeps_best_checkpoint_and_plateau_reads_top1(
         data_roots, tmp_path):
     cfg = load_config('configs/cal_r152_birds.py')
     cfg.merge_from_dict(dataloader_overrides(cfg, data_roots))
-    model = tiny_model_cfg(num_classes=200)
+    model = tiny_model_cfg(num_classes=GENERATED_CLASSES)
     # The recipe's own (top-level) preprocessor: the bird set's mean/std.
     model.pop('data_preprocessor')
     cfg.model = model
