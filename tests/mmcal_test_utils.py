@@ -4,6 +4,8 @@ Imported by name (``from mmcal_test_utils import ...``): pytest puts ``tests/``
 on the path, and a module name of its own cannot clash with the ``conftest``
 modules of sub-folders.
 """
+import contextlib
+import logging
 import os
 import os.path as osp
 
@@ -101,3 +103,19 @@ def tiny_runner_cfg(data_root, work_dir, max_epochs=1, batch_size=4,
         env_cfg=dict(dist_cfg=dict(backend='gloo')),
         randomness=dict(seed=0),
         log_level='WARNING')
+
+
+@contextlib.contextmanager
+def mmengine_warnings():
+    """Collect the messages of warnings logged through mmengine's current
+    logger (pytest's caplog does not see it: it does not propagate)."""
+    from mmengine.logging import MMLogger
+    messages = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)

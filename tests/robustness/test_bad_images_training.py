@@ -1,15 +1,14 @@
 """Training on odd and broken image files with LoadImageSafely."""
-import logging
 
 import cv2
 import numpy as np
 import pytest
 from mmengine.config import Config
-from mmengine.logging import MMLogger
 from mmengine.runner import Runner
 from PIL import Image
 
-from mmcal_test_utils import tiny_runner_cfg, write_image_folder
+from mmcal_test_utils import (mmengine_warnings, tiny_runner_cfg,
+                              write_image_folder)
 
 
 def safe_loading_cfg(data, work_dir, **load_args):
@@ -64,14 +63,8 @@ def test_opt_in_skips_broken_images_with_a_count(tmp_path):
     cfg['train_dataloader']['sampler'] = dict(type='DefaultSampler',
                                               shuffle=False)
     runner = Runner.from_cfg(Config(cfg))
-    messages = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = lambda record: messages.append(record.getMessage())
-    MMLogger.get_current_instance().addHandler(handler)
-    try:
+    with mmengine_warnings() as messages:
         runner.train()
-    finally:
-        MMLogger.get_current_instance().removeHandler(handler)
     assert runner.iter == 4  # 14 samples: the broken two were replaced
     skipped = [m for m in messages if m.startswith('Skipped an image')]
     assert len(skipped) == 2

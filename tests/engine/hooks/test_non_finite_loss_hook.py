@@ -1,6 +1,5 @@
 """NonFiniteLossHook: a NaN loss stops training (no checkpoint after it) or,
 with FiniteLossOptimWrapper, skips that update."""
-import logging
 import os
 import os.path as osp
 
@@ -8,10 +7,10 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
-from mmengine.logging import MMLogger
 from mmengine.runner import Runner
 
-from mmcal_test_utils import tiny_runner_cfg, write_image_folder
+from mmcal_test_utils import (mmengine_warnings, tiny_runner_cfg,
+                              write_image_folder)
 
 FAULTY_ITER = 2  # 0-based: the third iteration, batch 1 of epoch 2
 
@@ -88,14 +87,8 @@ def test_skip_mode_leaves_parameters_and_trains_on(tmp_path):
     runner = runner_with_fault(tmp_path, 'skip', 'FiniteLossOptimWrapper')
     recorder = RecordParameters()
     runner.register_hook(recorder, 'LOWEST')
-    messages = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = lambda record: messages.append(record.getMessage())
-    MMLogger.get_current_instance().addHandler(handler)
-    try:
+    with mmengine_warnings() as messages:
         runner.train()
-    finally:
-        MMLogger.get_current_instance().removeHandler(handler)
     assert runner.iter == 4
     assert runner.optim_wrapper.num_skipped == 1
     (weights, momentum), (weights_after,
