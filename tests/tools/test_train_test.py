@@ -147,3 +147,18 @@ def test_two_process_launch_on_cpu(trained, tmp_path):
     checkpoint = load_checkpoint_file(osp.join(work, 'epoch_1.pth'))
     # 12 images over 2 ranks of batch 4: 2 iterations per epoch.
     assert checkpoint['meta']['iter'] == 2
+
+
+def test_load_from_restores_trained_weights(trained, tmp_path):
+    from mmengine.runner import Runner
+
+    from mmcal.utils.config import load_config
+    saved = osp.join(trained['work'], 'epoch_1.pth')
+    cfg = load_config(trained['config'])
+    cfg.work_dir = str(tmp_path)
+    cfg.load_from = saved
+    runner = Runner.from_cfg(cfg)
+    runner.load_or_resume()
+    state = load_checkpoint_file(saved)['state_dict']
+    for key, value in runner.model.state_dict().items():
+        assert torch.equal(value, state[key]), key
