@@ -80,8 +80,8 @@ def prepare_cpu_distributed(cfg: Config) -> None:
             or dist.is_initialized()):
         return
     dist.init_process_group(backend='gloo')
-    # A gloo group still alive at interpreter exit can abort the process
-    # ("terminate called without an active exception") after a finished run.
+    # The group was opened here, so it is closed here, before the
+    # interpreter tears down the modules it depends on.
     atexit.register(dist.destroy_process_group)
     wrapper = cfg.get('model_wrapper_cfg') or dict(
         type='MMDistributedDataParallel', broadcast_buffers=False)
