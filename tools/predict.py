@@ -16,7 +16,6 @@ import argparse
 import csv
 import io
 import json
-import os
 import os.path as osp
 from typing import List, Optional
 
@@ -26,7 +25,7 @@ from mmengine.utils import ProgressBar
 
 from mmcal.apis import (build_test_pipeline, collect_images, image_loader,
                         init_classifier)
-from mmcal.utils import UNSAFE_LOAD_ENV
+from mmcal.utils import add_unsafe_load_argument
 from mmcal.utils.fileio import write_atomically
 
 FORMATS = ('txt', 'csv', 'json')
@@ -90,11 +89,7 @@ def parse_args(argv=None):
         nargs='+',
         action=DictAction,
         help='override config keys, e.g. model.test_cfg.flip=True')
-    parser.add_argument(
-        '--unsafe-load',
-        action='store_true',
-        help='load the checkpoint with full unpickling (only for files you '
-        'trust: it can run code)')
+    add_unsafe_load_argument(parser)
     args = parser.parse_args(argv)
     if args.crops is not None:
         try:
@@ -167,8 +162,6 @@ def format_predictions(names: List[str], scores: torch.Tensor,
 
 def main(argv: Optional[List[str]] = None) -> str:
     args = parse_args(argv)
-    if args.unsafe_load:
-        os.environ[UNSAFE_LOAD_ENV] = '1'
     images = collect_images(args.input, args.img_root)
     model, cfg = init_classifier(args.config, args.checkpoint, args.device,
                                  args.cfg_options)

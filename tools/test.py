@@ -12,7 +12,7 @@ import mmengine
 from mmengine.config import DictAction
 from mmengine.evaluator import DumpResults
 
-from mmcal.utils import UNSAFE_LOAD_ENV
+from mmcal.utils import add_unsafe_load_argument
 from mmcal.utils.config import (build_runner, load_config,
                                 set_dataloader_defaults, set_work_dir)
 
@@ -40,11 +40,7 @@ def parse_args(argv=None):
     parser.add_argument('--no-pin-memory', action='store_true')
     parser.add_argument('--tta', action='store_true', help='flip TTA')
     parser.add_argument('--amp', action='store_true', help='fp16 test')
-    parser.add_argument(
-        '--unsafe-load',
-        action='store_true',
-        help='load the checkpoint with full unpickling (only for files you '
-        'trust: it can run code)')
+    add_unsafe_load_argument(parser)
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch', 'slurm', 'mpi'],
@@ -101,8 +97,6 @@ def build_config(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.unsafe_load:
-        os.environ[UNSAFE_LOAD_ENV] = '1'
     cfg = build_config(args)
     runner = build_runner(cfg)
     runner.load_checkpoint(args.checkpoint, strict=True)

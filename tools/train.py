@@ -8,7 +8,7 @@ import os
 
 from mmengine.config import DictAction
 
-from mmcal.utils import UNSAFE_LOAD_ENV, find_resume_checkpoint
+from mmcal.utils import add_unsafe_load_argument, find_resume_checkpoint
 from mmcal.utils.config import (build_runner, load_config,
                                 set_dataloader_defaults, set_work_dir)
 
@@ -33,11 +33,7 @@ def parse_args(argv=None):
         help='scale the lr by the actual batch size (config auto_scale_lr)')
     parser.add_argument('--no-pin-memory', action='store_true')
     parser.add_argument('--no-persistent-workers', action='store_true')
-    parser.add_argument(
-        '--unsafe-load',
-        action='store_true',
-        help='load checkpoints with full unpickling (only for files you '
-        'trust: it can run code)')
+    add_unsafe_load_argument(parser)
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -79,8 +75,6 @@ def build_config(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.unsafe_load:
-        os.environ[UNSAFE_LOAD_ENV] = '1'
     cfg = build_config(args)
     runner = build_runner(cfg)
     runner.train()

@@ -21,7 +21,7 @@ from PIL import Image
 
 from mmcal.apis import (attention_views, build_test_pipeline, collect_images,
                         image_loader, init_classifier)
-from mmcal.utils import UNSAFE_LOAD_ENV
+from mmcal.utils import add_unsafe_load_argument
 from mmcal.visualization import draw_attention_figure
 
 
@@ -42,18 +42,12 @@ def parse_args(argv=None):
         nargs='+',
         action=DictAction,
         help='override config keys')
-    parser.add_argument(
-        '--unsafe-load',
-        action='store_true',
-        help='load the checkpoint with full unpickling (only for files you '
-        'trust: it can run code)')
+    add_unsafe_load_argument(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: Optional[List[str]] = None) -> List[str]:
     args = parse_args(argv)
-    if args.unsafe_load:
-        os.environ[UNSAFE_LOAD_ENV] = '1'
     images = [item for source in args.images
               for item in collect_images(source)]
     model, cfg = init_classifier(args.config, args.checkpoint, args.device,

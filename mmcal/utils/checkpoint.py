@@ -17,6 +17,7 @@ Saving goes through mmengine's local file backend, replaced here by one that
 writes to a temporary file in the same folder and renames it into place, so
 a process killed while saving leaves the previous file intact.
 """
+import argparse
 import os
 import os.path as osp
 import pickle
@@ -142,3 +143,22 @@ def find_resume_checkpoint(work_dir: str) -> Optional[str]:
         if name.endswith('.pth')
     ] if osp.isdir(work_dir) else []
     return max(candidates, key=osp.getmtime, default=None)
+
+
+class _AllowUnsafeLoad(argparse.Action):
+    """``--unsafe-load``: turns on unsafe loading for this process."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        os.environ[UNSAFE_LOAD_ENV] = '1'
+        setattr(namespace, self.dest, True)
+
+
+def add_unsafe_load_argument(parser: argparse.ArgumentParser) -> None:
+    """The ``--unsafe-load`` flag shared by mmcal's command-line tools."""
+    parser.add_argument(
+        '--unsafe-load',
+        action=_AllowUnsafeLoad,
+        nargs=0,
+        default=False,
+        help='load checkpoints with full unpickling (only for files you '
+        'trust: it can run code)')

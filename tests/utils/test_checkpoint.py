@@ -1,3 +1,4 @@
+import argparse
 import os
 import os.path as osp
 
@@ -8,8 +9,9 @@ from mmengine.fileio import get_file_backend
 from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.runner.checkpoint import _load_checkpoint
 
-from mmcal.utils import (UNSAFE_LOAD_ENV, find_resume_checkpoint,
-                         load_checkpoint_file)
+from mmcal.utils import (UNSAFE_LOAD_ENV, add_unsafe_load_argument,
+                         find_resume_checkpoint, load_checkpoint_file,
+                         unsafe_load_allowed)
 
 
 class WritesFileWhenUnpickled:
@@ -145,3 +147,15 @@ def test_resume_checkpoint_survives_a_broken_pointer(tmp_path, pointer):
 
 def test_resume_checkpoint_of_a_new_work_dir_is_none(tmp_path):
     assert find_resume_checkpoint(str(tmp_path / 'fresh')) is None
+
+
+def test_unsafe_load_flag_turns_on_the_opt_in(monkeypatch):
+    # setenv (not delenv) so that monkeypatch restores the variable after
+    # the flag has set it.
+    monkeypatch.setenv(UNSAFE_LOAD_ENV, '0')
+    parser = argparse.ArgumentParser()
+    add_unsafe_load_argument(parser)
+    assert parser.parse_args([]).unsafe_load is False
+    assert not unsafe_load_allowed()
+    assert parser.parse_args(['--unsafe-load']).unsafe_load is True
+    assert unsafe_load_allowed()
