@@ -12,16 +12,7 @@ from mmengine.runner.checkpoint import _load_checkpoint
 from mmcal.utils import (UNSAFE_LOAD_ENV, add_unsafe_load_argument,
                          find_resume_checkpoint, load_checkpoint_file,
                          unsafe_load_allowed)
-
-
-class RunsShellWhenUnpickled:
-    """The most common payload: ``os.system`` (``posix.system``)."""
-
-    def __init__(self, command):
-        self.command = command
-
-    def __reduce__(self):
-        return (os.system, (self.command, ))
+from mmcal_test_utils import shell_payload
 
 
 class WritesFileWhenUnpickled:
@@ -75,7 +66,7 @@ def test_refusal_names_the_refused_global_and_file(tmp_path, monkeypatch,
     monkeypatch.delenv(UNSAFE_LOAD_ENV, raising=False)
     victim = tmp_path / 'touched'
     path = str(tmp_path / 'shell.pth')
-    torch.save({'state_dict': {}, 'x': RunsShellWhenUnpickled(
+    torch.save({'state_dict': {}, 'x': shell_payload(
         f'touch {victim}')}, path,
                _use_new_zipfile_serialization=not legacy_format)
     with pytest.raises(RuntimeError) as error:

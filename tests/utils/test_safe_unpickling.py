@@ -17,19 +17,10 @@ from mmengine.runner.checkpoint import CheckpointLoader
 from numpy._core import multiarray
 
 from mmcal.utils.safe_unpickling import PLAIN_DTYPES
+from mmcal_test_utils import PickledAs, object_dtype_scalar
 
 
-class Reduce:
-    """Pickles as the given reduce value, to craft what numpy never writes."""
-
-    def __init__(self, *value):
-        self.value = value
-
-    def __reduce__(self):
-        return self.value
-
-
-class NewObj(Reduce):
+class NewObj(PickledAs):
     """Pickles as ``cls.__new__(cls, *args)`` (the NEWOBJ opcode)."""
 
     def __init__(self, cls, *args):
@@ -43,13 +34,13 @@ class NewObj(Reduce):
 
 def dtype(name, order='<', flags=0):
     """A pickled ``numpy.dtype`` with chosen name and state."""
-    return Reduce(np.dtype, (name, False, True),
+    return PickledAs(np.dtype, (name, False, True),
                   (3, order, None, None, None, -1, -1, flags))
 
 
 def array(shape, raw, dtype_name='f8'):
     """A pickled ndarray with chosen shape and data bytes."""
-    return Reduce(multiarray._reconstruct, (np.ndarray, (0, ), b'b'),
+    return PickledAs(multiarray._reconstruct, (np.ndarray, (0, ), b'b'),
                   (1, shape, dtype(dtype_name), False, raw))
 
 
@@ -57,10 +48,9 @@ def array(shape, raw, dtype_name='f8'):
 ATTACKS = {
     # The object dtype with its flags cleared: numpy then reads the 8 bytes
     # as a pointer to a Python object.
-    'object_scalar': (Reduce(multiarray.scalar,
-                             (dtype('O8', '|'), b'\x41' * 8)), "'O8'"),
+    'object_scalar': (object_dtype_scalar(), "'O8'"),
     'object_array': (array((1, ), b'\x41' * 8, 'O8'), "'O8'"),
-    'structured_dtype': (Reduce(np.dtype, ('V8', False, True),
+    'structured_dtype': (PickledAs(np.dtype, ('V8', False, True),
                                 (3, '|', None, ('a', ), {'a': (dtype('O8'), 0)},
                                  8, 1, 16)), "'V8'"),
     # NEWOBJ calls the class's __new__ directly, skipping a REDUCE.
@@ -72,11 +62,11 @@ ATTACKS = {
     'huge_shape': (array((2**62, 2**62), b'\0' * 8),
                    f'needs {8 * 2**124} bytes'),
     'float_shape': (array((2.0, ), b'\0' * 16), 'shape (2.0,)'),
-    'short_scalar': (Reduce(multiarray.scalar, (dtype('f8'), b'\0' * 3)),
+    'short_scalar': (PickledAs(multiarray.scalar, (dtype('f8'), b'\0' * 3)),
                      'needs 8 bytes but the file holds 3'),
-    'scalar_of_other_type': (Reduce(multiarray.scalar, ('f8', b'\0' * 8)),
+    'scalar_of_other_type': (PickledAs(multiarray.scalar, ('f8', b'\0' * 8)),
                              "dtype 'f8'"),
-    'array_without_state': (Reduce(multiarray._reconstruct,
+    'array_without_state': (PickledAs(multiarray._reconstruct,
                                    (np.ndarray, (0, ), b'b')),
                             'numpy array without state'),
 }
@@ -124,7 +114,7 @@ def test_dtype_state_is_never_applied(tmp_path):
     # Flags that tell numpy a float holds object pointers: numpy's own
     # __setstate__ would take them; the stand-in keeps the float.
     path = str(tmp_path / 'flags.pth')
-    torch.save({'x': Reduce(multiarray.scalar,
+    torch.save({'x': PickledAs(multiarray.scalar,
                             (dtype('f8', flags=0x3f), b'\0' * 8))}, path)
     assert load_in_subprocess([path]) == [
         f"LOADED {path} {{'x': np.float64(0.0)}}"
