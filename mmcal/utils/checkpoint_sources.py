@@ -9,6 +9,7 @@ mmengine does, into the same cache, and then read only by
 :func:`mmcal.utils.checkpoint.load_checkpoint_from`.
 """
 import io
+import logging
 import os
 import os.path as osp
 from tempfile import TemporaryDirectory
@@ -17,6 +18,7 @@ from urllib.parse import urlparse
 import torch
 from mmengine.dist import get_dist_info
 from mmengine.fileio import get_file_backend
+from mmengine.logging import print_log
 from mmengine.runner.checkpoint import (CheckpointLoader, _get_mmengine_home,
                                         _process_mmcls_checkpoint,
                                         get_deprecated_model_names,
@@ -65,14 +67,24 @@ def _lookup(urls: dict, filename: str) -> str:
     return urls[name]
 
 
+def _warn_deprecated(old: str, new: str) -> None:
+    print_log(f'{old} is deprecated in favour of {new}', logger='current',
+              level=logging.WARNING)
+
+
 def load_from_torchvision(filename, map_location=None):
+    if filename.startswith('modelzoo://'):
+        _warn_deprecated('modelzoo://', 'torchvision://')
     return load_from_http(
         _lookup(get_torchvision_models(), filename), map_location)
 
 
 def load_from_openmmlab(filename, map_location=None):
     scheme, name = filename.split('://', 1)
-    name = get_deprecated_model_names().get(name, name)
+    if name in get_deprecated_model_names():
+        new_name = get_deprecated_model_names()[name]
+        _warn_deprecated(filename, f'{scheme}://{new_name}')
+        name = new_name
     location = _lookup(get_external_models(), f'{scheme}://{name}')
     if location.startswith(URL_PREFIXES):
         return load_from_http(location, map_location)

@@ -131,7 +131,9 @@ def _history_buffer_method(owner, name: str):
     """
     # The built-in statistics are only entered into _statistics_methods by
     # the first HistoryBuffer built in this process.
-    allowed = {'min', 'max', 'current', 'mean', *HistoryBuffer._statistics_methods}
+    allowed = {
+        'min', 'max', 'current', 'mean', *HistoryBuffer._statistics_methods
+    }
     if owner is HistoryBuffer and name in allowed:
         return getattr(owner, name)
     _refuse(f'getattr({owner!r}, {name!r}) is not allowed in a checkpoint')

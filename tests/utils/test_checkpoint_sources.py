@@ -39,6 +39,9 @@ SOURCES = {
     'modelzoo://resnet18': lambda: get_torchvision_models()['resnet18'],
     'open-mmlab://vgg16_caffe': lambda: get_external_models()['vgg16_caffe'],
     'openmmlab://vgg16_caffe': lambda: get_external_models()['vgg16_caffe'],
+    # a deprecated name, resolved through mmengine's table of new names
+    'open-mmlab://resnet50_caffe':
+    lambda: get_external_models()['detectron/resnet50_caffe'],
     'mmcls://vgg11': lambda: get_mmcls_models()['vgg11'],
     'https://example.invalid/models/backbone-0123abcd.pth':
     lambda: 'https://example.invalid/models/backbone-0123abcd.pth',

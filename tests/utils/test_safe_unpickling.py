@@ -50,9 +50,9 @@ ATTACKS = {
     # as a pointer to a Python object.
     'object_scalar': (object_dtype_scalar(), "'O8'"),
     'object_array': (array((1, ), b'\x41' * 8, 'O8'), "'O8'"),
-    'structured_dtype': (PickledAs(np.dtype, ('V8', False, True),
-                                (3, '|', None, ('a', ), {'a': (dtype('O8'), 0)},
-                                 8, 1, 16)), "'V8'"),
+    'structured_dtype': (PickledAs(
+        np.dtype, ('V8', False, True),
+        (3, '|', None, ('a', ), {'a': (dtype('O8'), 0)}, 8, 1, 16)), "'V8'"),
     # NEWOBJ calls the class's __new__ directly, skipping a REDUCE.
     'newobj_dtype': (NewObj(np.dtype, 'O8'), "'O8'"),
     'short_array': (array((4, ), b'\0' * 8), 'needs 32 bytes but the file '
