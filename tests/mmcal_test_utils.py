@@ -119,3 +119,29 @@ def mmengine_warnings():
         yield messages
     finally:
         logger.removeHandler(handler)
+
+
+class PickledAs:
+    """Pickles as the given reduce value: crafts checkpoints that attack
+    the loader, with globals and state no honest writer produces."""
+
+    def __init__(self, *value):
+        self.value = value
+
+    def __reduce__(self):
+        return self.value
+
+
+def shell_payload(command):
+    """The most common payload: ``os.system`` (pickled as posix.system)."""
+    return PickledAs(os.system, (command, ))
+
+
+def object_dtype_scalar():
+    """numpy's object dtype with its flags cleared, then a scalar of it: on
+    a loader that lets numpy unpickle it, numpy reads the 8 bytes as a
+    pointer to a Python object and the process crashes."""
+    from numpy._core import multiarray
+    dtype = PickledAs(np.dtype, ('O8', False, True),
+                      (3, '|', None, None, None, -1, -1, 0))
+    return PickledAs(multiarray.scalar, (dtype, b'\x41' * 8))

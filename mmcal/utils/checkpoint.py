@@ -1,118 +1,128 @@
 """Safe loading and atomic writing of checkpoints.
 
 PyTorch >= 2.6 unpickles checkpoints with ``weights_only=True``: only
-tensors, containers and allow-listed classes are rebuilt, so a file crafted
+tensors, containers and allow-listed globals are rebuilt, so a file crafted
 to run code when unpickled is refused. mmengine 0.10 calls ``torch.load``
 without allow-listing the objects its own Runner writes (the message hub's
-``HistoryBuffer`` with numpy arrays), so its checkpoints fail to load.
+``HistoryBuffer`` with numpy arrays), so its checkpoints fail to load, and
+its URL loaders unpickle downloaded files with ``weights_only=False``.
 
-mmcal replaces mmengine's loader of local paths with one that keeps
-``weights_only=True`` and allow-lists exactly those objects, for the
-duration of the load only. Files holding anything else are refused with an
-error naming the file and the offending global. Loading such a file
-unsafely is an explicit opt-in: the ``--unsafe-load`` flag of mmcal's
-tools, or ``MMCAL_UNSAFE_LOAD=1`` in the environment, for files you trust.
+mmcal loads every checkpoint, from any source (see
+:mod:`mmcal.utils.checkpoint_sources`), with :func:`load_checkpoint_file`:
+weights-only unpickling with exactly those objects allowed, through the
+stand-ins of :mod:`mmcal.utils.safe_unpickling`. Files holding anything
+else are refused with an error naming the file and the offending global.
+Loading such a file unsafely is an explicit opt-in: the ``--unsafe-load``
+flag of mmcal's tools, or ``MMCAL_UNSAFE_LOAD=1`` in the environment, for
+files you trust.
 
 Saving goes through mmengine's local file backend, replaced here by one that
 writes to a temporary file in the same folder and renames it into place, so
 a process killed while saving leaves the previous file intact.
 """
 import argparse
+import io
 import os
 import os.path as osp
 import pickle
-import zipfile
+import re
 from pathlib import Path
 from typing import Optional, Union
 
-import numpy as np
 import torch
 from mmengine.fileio import LocalBackend, register_backend
-from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
 
 from .fileio import write_atomically
+from .safe_unpickling import checkpoint_safe_globals, restore_arrays
 
 UNSAFE_LOAD_ENV = 'MMCAL_UNSAFE_LOAD'
-
-
-def _history_buffer_method(owner, name: str):
-    """Stands in for ``getattr`` while unpickling a checkpoint.
-
-    A pickled ``HistoryBuffer`` names its statistics methods as
-    ``getattr(HistoryBuffer, 'mean')``; allowing the real ``getattr`` would
-    let a file read any attribute of any object it can build.
-    """
-    # The built-in statistics are only entered into _statistics_methods by
-    # the first HistoryBuffer built in this process.
-    allowed = {'min', 'max', 'current', 'mean', *HistoryBuffer._statistics_methods}
-    if owner is HistoryBuffer and name in allowed:
-        return getattr(owner, name)
-    raise pickle.UnpicklingError(
-        f'getattr({owner!r}, {name!r}) is not allowed in a checkpoint')
-
-
-def checkpoint_safe_globals() -> list:
-    """Objects besides tensors that mmengine Runner checkpoints hold."""
-    scalar_types = [
-        type(np.dtype(name)) for name in np.sctypeDict.values()
-        if isinstance(name, type)
-    ]
-    return [
-        HistoryBuffer,
-        np.core.multiarray._reconstruct,
-        np.core.multiarray.scalar,
-        np.ndarray,
-        np.dtype,
-        *set(scalar_types),
-        (_history_buffer_method, 'builtins.getattr'),
-    ]
+_TRUE_VALUES = ('1', 'true', 'yes', 'on')
+_FALSE_VALUES = ('', '0', 'false', 'no', 'off')
 
 
 def unsafe_load_allowed() -> bool:
-    return os.environ.get(UNSAFE_LOAD_ENV, '') not in ('', '0', 'false')
+    """Whether ``MMCAL_UNSAFE_LOAD`` opts in to unsafe loading.
+
+    Only explicit values count, in any case; anything else is an error
+    rather than a guess, since guessing "no" as yes would run code.
+    """
+    value = os.environ.get(UNSAFE_LOAD_ENV, '')
+    if value.lower() in _TRUE_VALUES:
+        return True
+    if value.lower() in _FALSE_VALUES:
+        return False
+    raise ValueError(
+        f'{UNSAFE_LOAD_ENV}={value!r} is not understood: set it to one of '
+        f'{", ".join(_TRUE_VALUES)} to load checkpoints unsafely, or to one '
+        f'of {", ".join(_FALSE_VALUES[1:])} (or leave it empty or unset) for '
+        'safe loading')
 
 
-def _unpickler_reason(error: Exception) -> str:
-    """The line of torch's refusal that names what was refused."""
-    text = str(error).split('WeightsUnpickler error:')[-1]
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return (lines or ['refused'])[0]
+def _refusal_reason(error: pickle.UnpicklingError) -> str:
+    """What was refused, without PyTorch's boilerplate around it."""
+    # torch re-raises the unpickler's own error with advice around it; the
+    # original is kept as the context of the one it raises.
+    original = str(error.__context__ or error)
+    refused_global = re.search(r'GLOBAL (\S+)', original)
+    if refused_global:
+        return f'it names {refused_global.group(1)}, which is not allowed'
+    return original.strip().splitlines()[0] if original.strip() else 'refused'
+
+
+def load_checkpoint_from(source: Union[str, io.IOBase],
+                         name: str,
+                         map_location=None):
+    """Load a checkpoint from a path or file object with safe unpickling.
+
+    ``name`` (the path, or where the bytes came from) is named in errors.
+
+    Raises:
+        RuntimeError: the file holds objects outside the allow-list
+            (unless unsafe loading is enabled), or is truncated or not a
+            checkpoint, naming the file.
+        ValueError: ``MMCAL_UNSAFE_LOAD`` has a value that is not understood.
+    """
+    unsafe = unsafe_load_allowed()
+    try:
+        if unsafe:
+            return torch.load(source, map_location=map_location,
+                              weights_only=False)
+        with torch.serialization.safe_globals(checkpoint_safe_globals()):
+            return restore_arrays(
+                torch.load(source, map_location=map_location,
+                           weights_only=True))
+    except pickle.UnpicklingError as error:
+        if not unsafe:
+            raise RuntimeError(
+                f'Refused to load checkpoint {name}: '
+                f'{_refusal_reason(error)}. It holds objects other than '
+                'tensors, containers and plain numpy arrays and scalars, so '
+                'unpickling it could run code. If you trust this file, load '
+                f'it with --unsafe-load or {UNSAFE_LOAD_ENV}=1.') from None
+        failure = error
+    except Exception as error:  # any other failure of a malformed file
+        failure = error
+    raise RuntimeError(
+        f'Cannot read checkpoint {name}: the file is truncated or not a '
+        f'PyTorch checkpoint ({type(failure).__name__}: {failure})')
 
 
 def load_checkpoint_file(filename: Union[str, Path], map_location=None):
-    """Load a local checkpoint file with weights-only unpickling.
+    """Load a local checkpoint file with safe unpickling.
 
     Raises:
         FileNotFoundError: the file does not exist.
-        RuntimeError: the file is truncated or not a checkpoint, or holds
-            objects outside the allow-list (unless unsafe loading is
-            enabled), naming the file.
+        RuntimeError: as :func:`load_checkpoint_from`.
     """
     filename = osp.expanduser(str(filename))
     if not osp.isfile(filename):
         raise FileNotFoundError(f'Checkpoint file not found: {filename}')
-    if unsafe_load_allowed():
-        return torch.load(filename, map_location=map_location,
-                          weights_only=False)
-    try:
-        with torch.serialization.safe_globals(checkpoint_safe_globals()):
-            return torch.load(filename, map_location=map_location,
-                              weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise RuntimeError(
-            f'Refused to load checkpoint {filename}: it holds objects '
-            'that are not plain weights, so unpickling it could run code '
-            f'({_unpickler_reason(error)}). If you trust this file, load '
-            f'it with --unsafe-load or {UNSAFE_LOAD_ENV}=1.') from None
-    except (zipfile.BadZipFile, EOFError, RuntimeError) as error:
-        raise RuntimeError(
-            f'Cannot read checkpoint {filename}: the file is truncated or '
-            f'not a PyTorch checkpoint ({error})') from None
+    return load_checkpoint_from(filename, filename, map_location)
 
 
 @CheckpointLoader.register_scheme(prefixes='', force=True)
-def _load_local_checkpoint(filename, map_location):
+def load_from_local(filename, map_location):
     return load_checkpoint_file(filename, map_location)
 
 

@@ -7,8 +7,9 @@ from mmengine.config import Config
 from mmengine.runner import Runner, load_checkpoint
 from mmpretrain.registry import MODELS
 
-from cli_tools import load_tool
-from mmcal_test_utils import (tiny_model_cfg, tiny_runner_cfg,
+from cli_tools import load_tool, start_python
+from mmcal_test_utils import (object_dtype_scalar, shell_payload,
+                              tiny_model_cfg, tiny_runner_cfg,
                               write_image_folder)
 
 
@@ -87,6 +88,27 @@ def test_truncated_checkpoint_in_test_tool_is_named(truncated, tmp_path):
     with pytest.raises(RuntimeError, match='truncated') as e:
         test_tool.main([config, truncated, '--work-dir', str(tmp_path)])
     assert truncated in str(e.value)
+
+
+@pytest.mark.parametrize('payload', ['numpy', 'shell'])
+def test_test_tool_refuses_a_crafted_checkpoint_cleanly(tmp_path, payload):
+    data = write_image_folder(str(tmp_path / 'data'))
+    config = str(tmp_path / 'tiny.py')
+    Config(tiny_runner_cfg(data, str(tmp_path / 'work'))).dump(config)
+    victim = tmp_path / 'touched'
+    path = str(tmp_path / 'crafted.pth')
+    torch.save({'state_dict': {}, 'meta': {
+        'x': object_dtype_scalar() if payload == 'numpy' else
+        shell_payload(f'touch {victim}')}}, path)
+    process = start_python('tools/test.py', config, path, '--work-dir',
+                           str(tmp_path / 'work'))
+    output, _ = process.communicate(timeout=300)
+    # 1: an exception; a negative code (or 139) would be a crash.
+    assert process.returncode == 1, output[-2000:]
+    named = ("numpy dtype 'O8' is not a plain numeric or bool type"
+             if payload == 'numpy' else 'it names posix.system')
+    assert f'Refused to load checkpoint {path}: {named}' in output
+    assert not victim.exists()
 
 
 def test_truncated_load_from_is_named_before_training(truncated, tmp_path):

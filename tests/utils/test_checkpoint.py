@@ -12,6 +12,7 @@ from mmengine.runner.checkpoint import _load_checkpoint
 from mmcal.utils import (UNSAFE_LOAD_ENV, add_unsafe_load_argument,
                          find_resume_checkpoint, load_checkpoint_file,
                          unsafe_load_allowed)
+from mmcal_test_utils import shell_payload
 
 
 class WritesFileWhenUnpickled:
@@ -57,6 +58,48 @@ def test_malicious_pickle_is_refused_and_runs_nothing(tmp_path, monkeypatch):
     assert path in str(e.value)
     assert '--unsafe-load' in str(e.value)
     assert not victim.exists()
+
+
+@pytest.mark.parametrize('legacy_format', [False, True])
+def test_refusal_names_the_refused_global_and_file(tmp_path, monkeypatch,
+                                                   legacy_format):
+    monkeypatch.delenv(UNSAFE_LOAD_ENV, raising=False)
+    victim = tmp_path / 'touched'
+    path = str(tmp_path / 'shell.pth')
+    torch.save({'state_dict': {}, 'x': shell_payload(
+        f'touch {victim}')}, path,
+               _use_new_zipfile_serialization=not legacy_format)
+    with pytest.raises(RuntimeError) as error:
+        _load_checkpoint(path)
+    assert str(error.value).startswith(
+        f'Refused to load checkpoint {path}: it names posix.system, which is '
+        'not allowed.')
+    assert 'Weights only load failed' not in str(error.value)
+    assert not victim.exists()
+
+
+# Raw pickles (torch's legacy format starts with one) that break the
+# unpickler in each way it can fail.
+MALFORMED = {
+    'truncated': (b'\x80\x02}q\x00(X\x01\x00\x00\x00a', 'EOFError'),
+    'unknown memo': (b'\x80\x02h\x05.', 'KeyError'),
+    'empty mark': (b'\x80\x02(K\x01K\x02u.', 'IndexError'),
+    'bad arguments': (b'\x80\x02cnumpy\ndtype\n)R.', 'TypeError'),
+    'unknown opcode': (b'\x80\x02\xff.', 'Unsupported operand 255'),
+    'item on an int': (b'\x80\x02K\x01K\x02K\x03s.', 'SETITEM'),
+}
+
+
+@pytest.mark.parametrize('name', MALFORMED)
+def test_malformed_pickle_names_the_file(tmp_path, name):
+    data, failure = MALFORMED[name]
+    path = str(tmp_path / 'malformed.pth')
+    with open(path, 'wb') as file:
+        file.write(data)
+    with pytest.raises(RuntimeError, match='checkpoint ') as error:
+        _load_checkpoint(path)
+    assert f'checkpoint {path}:' in str(error.value)
+    assert failure in str(error.value)
 
 
 def test_getattr_stand_in_refuses_other_attributes(tmp_path):
@@ -147,6 +190,39 @@ def test_resume_checkpoint_survives_a_broken_pointer(tmp_path, pointer):
 
 def test_resume_checkpoint_of_a_new_work_dir_is_none(tmp_path):
     assert find_resume_checkpoint(str(tmp_path / 'fresh')) is None
+
+
+@pytest.mark.parametrize('value', ['1', 'true', 'TRUE', 'Yes', 'on'])
+def test_unsafe_opt_in_accepts_explicit_true_values(monkeypatch, value):
+    monkeypatch.setenv(UNSAFE_LOAD_ENV, value)
+    assert unsafe_load_allowed()
+
+
+@pytest.mark.parametrize('value', [None, '', '0', 'false', 'No', 'OFF'])
+def test_unsafe_opt_in_is_off_for_false_values(tmp_path, monkeypatch, value):
+    if value is None:
+        monkeypatch.delenv(UNSAFE_LOAD_ENV, raising=False)
+    else:
+        monkeypatch.setenv(UNSAFE_LOAD_ENV, value)
+    assert not unsafe_load_allowed()
+    victim = tmp_path / 'written_by_pickle'
+    path = str(tmp_path / 'evil.pth')
+    torch.save({'x': WritesFileWhenUnpickled(str(victim))}, path)
+    with pytest.raises(RuntimeError, match='Refused'):
+        load_checkpoint_file(path)
+    assert not victim.exists()
+
+
+@pytest.mark.parametrize('value', ['n', 'y', '0.0', '2', ' yes', 'enable'])
+def test_unsafe_opt_in_refuses_unknown_values(tmp_path, monkeypatch, value):
+    monkeypatch.setenv(UNSAFE_LOAD_ENV, value)
+    path = str(tmp_path / 'plain.pth')
+    torch.save({'state_dict': {}}, path)
+    with pytest.raises(ValueError) as error:
+        load_checkpoint_file(path)
+    assert f'{UNSAFE_LOAD_ENV}={value!r} is not understood' in str(error.value)
+    assert '1, true, yes, on' in str(error.value)
+    assert '0, false, no, off' in str(error.value)
 
 
 def test_unsafe_load_flag_turns_on_the_opt_in(monkeypatch):
