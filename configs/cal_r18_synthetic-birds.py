@@ -7,6 +7,7 @@
 # and starts this config's backbone from that checkpoint:
 #   --cfg-options model.backbone.init_cfg.checkpoint=<plain checkpoint>
 _base_ = [
+    '_base_/models/resnet18_half_stride16.py',
     '_base_/datasets/synthetic_birds.py',
     '_base_/schedules/synthetic_birds_cpu.py',
     '_base_/default_runtime.py',
@@ -15,13 +16,6 @@ _base_ = [
 num_attentions = 8
 model = dict(
     type='CALClassifier',
-    backbone=dict(
-        type='ResNet',
-        depth=18,
-        stem_channels=32,
-        base_channels=32,
-        strides=(1, 2, 2, 1),
-        out_indices=(3, )),
     neck=dict(
         type='BAPNeck', in_channels=256, num_attentions=num_attentions),
     head=dict(

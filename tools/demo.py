@@ -24,35 +24,30 @@ import sys
 import time
 from typing import List, Sequence
 
+from mmcal.datasets.synthetic import DEMO_SET, ensure_synthetic_birds
+from mmcal.utils.config import DATALOADERS
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PLAIN_CONFIG = osp.join(ROOT, 'configs', 'synthetic',
                         'plain_r18_synthetic-birds.py')
 CAL_CONFIG = osp.join(ROOT, 'configs', 'cal_r18_synthetic-birds.py')
-# The set the configs expect (10 classes, 96 px); 56 train / 24 test images
-# per class.
-DATA_SPEC = dict(num_classes=10, per_class=80, size=96, seed=0)
 
 
 def ensure_data(data_root: str) -> None:
     """Write the synthetic set to ``data_root`` unless it is there."""
-    from mmcal.datasets import write_synthetic_birds
-    if osp.isfile(osp.join(data_root, 'images.txt')):
-        print(f'Using the synthetic birds in {data_root}')
-        return
     start = time.perf_counter()
-    counts = write_synthetic_birds(data_root, **DATA_SPEC)
-    print(f'Wrote {counts["train"]} train and {counts["test"]} test images '
-          f'to {data_root} in {time.perf_counter() - start:.1f} s')
+    counts = ensure_synthetic_birds(data_root, **DEMO_SET)
+    if counts is None:
+        print(f'Using the synthetic birds in {data_root}')
+    else:
+        print(f'Wrote {counts["train"]} train and {counts["test"]} test '
+              f'images to {data_root} in {time.perf_counter() - start:.1f} s')
 
 
 def data_root_options(data_root: str) -> List[str]:
     """``--cfg-options`` pointing every loader of a config at
     ``data_root``."""
-    return [
-        f'{loader}.dataset.data_root={data_root}'
-        for loader in ('train_dataloader', 'val_dataloader',
-                       'test_dataloader')
-    ]
+    return [f'{loader}.dataset.data_root={data_root}' for loader in DATALOADERS]
 
 
 def backbone_init_options(checkpoint: str) -> List[str]:

@@ -19,10 +19,10 @@ import torch
 from mmengine.config import DictAction
 from PIL import Image
 
-from mmcal.apis import (attention_views, build_test_pipeline, collect_images,
-                        image_loader, init_classifier)
+from mmcal.apis import (build_test_pipeline, collect_images, image_loader,
+                        init_classifier)
 from mmcal.utils import add_unsafe_load_argument
-from mmcal.visualization import draw_attention_figure
+from mmcal.visualization import attention_views, draw_attention_figure
 
 
 def parse_args(argv=None):

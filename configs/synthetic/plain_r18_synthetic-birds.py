@@ -3,24 +3,14 @@
 # configs/cal_r18_synthetic-birds.py. It is the demo's first stage and the
 # baseline of tools/analysis_tools/compare_methods.py.
 _base_ = [
+    '../_base_/models/resnet18_half_stride16.py',
     '../_base_/datasets/synthetic_birds.py',
     '../_base_/schedules/synthetic_birds_cpu.py',
     '../_base_/default_runtime.py',
 ]
 
-# ResNet-18 at half width (256 channels out) with a stride-16 last stage:
-# 6 x 6 feature maps at 96 px, fast enough for a CPU.
-backbone = dict(
-    type='ResNet',
-    depth=18,
-    stem_channels=32,
-    base_channels=32,
-    strides=(1, 2, 2, 1),
-    out_indices=(3, ))
-
 model = dict(
     type='ImageClassifier',
-    backbone=backbone,
     neck=dict(type='GlobalAveragePooling'),
     head=dict(
         type='LinearClsHead',

@@ -1,8 +1,7 @@
-from .attention import attention_views, denormalize
 from .inference import (build_test_pipeline, collect_images, config_classes,
                         image_loader, init_classifier)
 
 __all__ = [
-    'attention_views', 'denormalize', 'build_test_pipeline',
-    'collect_images', 'config_classes', 'image_loader', 'init_classifier'
+    'build_test_pipeline', 'collect_images', 'config_classes', 'image_loader',
+    'init_classifier'
 ]

@@ -1,6 +1,6 @@
 from .bird_set import BirdSet
 from .cub_folder import CUBFolder
-from .synthetic_birds import write_bird_set, write_synthetic_birds
+from .synthetic import write_bird_set, write_synthetic_birds
 from .transforms import *  # noqa: F401,F403
 
 __all__ = ['BirdSet', 'CUBFolder', 'write_bird_set', 'write_synthetic_birds']

@@ -12,7 +12,7 @@ class CUBFolder(CUB):
     mmpretrain's ``CUB`` always names the 200 CUB species; this class reads
     the names from the folder's ``classes.txt`` (``<label> <name>`` per
     line, labels 1..K in order), so sets with other classes, such as the
-    synthetic birds of :mod:`mmcal.datasets.synthetic_birds`, keep their
+    synthetic birds of :mod:`mmcal.datasets.synthetic`, keep their
     names and class count. Arguments are ``CUB``'s.
     """
 

@@ -6,10 +6,10 @@ import os.path as osp
 import pytest
 
 from mmcal.datasets import write_bird_set, write_synthetic_birds
+from mmcal.utils.config import DATALOADERS
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG_ROOT = osp.join(REPO_ROOT, 'configs')
-DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
 # Dataset types of the configs and the generated layout each one reads.
 CUB_LAYOUT_TYPES = ('CUB', 'CUBFolder')
 BIRD_SET_TYPES = ('BirdSet', )

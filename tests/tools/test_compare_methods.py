@@ -25,8 +25,8 @@ def test_peak_points_of_the_mean_map(tool):
 
 
 def test_points_in_boxes_and_coverage(tool):
-    boxes = [np.array([[0, 0, 2, 2], [10, 10, 1, 1]]),
-             np.array([[3, 3, 2, 1]])]
+    boxes = [np.array([[0, 0, 2, 2], [10, 10, 11, 11]]),
+             np.array([[3, 3, 5, 4]])]
     points = np.array([[2.0, 1.5], [5.5, 3.5]])
     assert tool.points_in_boxes(points, boxes).tolist() == [True, False]
     points = np.array([[10.5, 11.0], [4.0, 4.0]])
@@ -45,9 +45,9 @@ def test_mass_in_boxes_by_hand(tool):
     maps[2] = -1.0  # sample 2: no positive mass
     boxes = [
         # Pixels (row 0, col 0), (1, 0): 2 + 1; (1, 1): 0.25.
-        np.array([[0, 0, 1, 2], [1.5, 1.5, 1, 1]]),
+        np.array([[0, 0, 1, 2], [1.5, 1.5, 2.5, 2.5]]),
         # Overlapping boxes: 4 + 4 - 1 shared pixel centres of 9.
-        np.array([[0, 0, 2, 2], [1, 1, 2, 2]]),
+        np.array([[0, 0, 2, 2], [1, 1, 3, 3]]),
         np.array([[0, 0, 3, 1]]),  # row 0: 3 of 9 pixels
     ]
     shares = tool.mass_in_boxes(maps, boxes, (3, 3))
@@ -86,13 +86,13 @@ def test_load_boxes(tool, tmp_path):
     first = boxes['001.Species_001/Species_001_0001.jpg']
     assert first.shape == (5, 4)
     with open(tmp_path / 'parts' / 'part_boxes.txt') as file:
-        line = file.readline().split()
-    np.testing.assert_allclose(first[0], [float(v) for v in line[2:]])
+        x, y, w, h = map(float, file.readline().split()[2:])
+    np.testing.assert_allclose(first[0], [x, y, x + w, y + h])
     birds = tool.load_boxes(str(tmp_path), 'bounding_boxes.txt')
     with open(tmp_path / 'bounding_boxes.txt') as file:
-        line = file.readline().split()
+        x, y, w, h = map(float, file.readline().split()[1:])
     np.testing.assert_allclose(birds['001.Species_001/Species_001_0001.jpg'],
-                               [[float(v) for v in line[1:]]])
+                               [[x, y, x + w, y + h]])
 
 
 def test_smoke_run(tool, tmp_path, capsys):

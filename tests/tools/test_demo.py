@@ -4,6 +4,7 @@ import os.path as osp
 import pytest
 
 from mmcal.datasets import write_synthetic_birds
+from mmcal.utils.config import DATALOADERS
 from tiny_training import load_tool
 
 
@@ -18,7 +19,7 @@ def test_options_build_the_stage_configs(demo, tmp_path):
         demo.backbone_init_options('/ckpts/plain.pth')
     cfg = train_tool.build_config(
         train_tool.parse_args([demo.CAL_CONFIG, '--cfg-options', *options]))
-    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+    for loader in DATALOADERS:
         assert cfg[loader].dataset.data_root == '/some/birds'
     assert cfg.model.type == 'CALClassifier'
     assert cfg.data_preprocessor.type == 'AttentionCropDrop'
@@ -39,11 +40,12 @@ def test_ensure_data_writes_only_when_missing(demo, tmp_path, monkeypatch,
     demo.ensure_data(root)
     assert 'Using the synthetic birds' in capsys.readouterr().out
     calls = []
-    monkeypatch.setattr('mmcal.datasets.write_synthetic_birds',
+    monkeypatch.setattr('mmcal.datasets.synthetic.writing.'
+                        'write_synthetic_birds',
                         lambda path, **spec: calls.append((path, spec)) or
                         dict(train=0, test=0))
     demo.ensure_data(str(tmp_path / 'empty'))
-    assert calls == [(str(tmp_path / 'empty'), demo.DATA_SPEC)]
+    assert calls == [(str(tmp_path / 'empty'), demo.DEMO_SET)]
 
 
 def test_test_images_one_per_class_from_the_test_split(demo, tmp_path):

@@ -36,30 +36,32 @@ Example::
 import argparse
 import glob
 import os.path as osp
-import sys
 import time
 from typing import Dict, List, Sequence
 
 import numpy as np
 import torch
 from mmengine.runner import Runner
+from torchvision.ops import box_convert
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from demo import CAL_CONFIG, PLAIN_CONFIG, ROOT, ensure_data  # noqa: E402
+from mmcal.datasets.synthetic import DEMO_SET, ensure_synthetic_birds
+from mmcal.models.utils import upsample_guide
+from mmcal.utils.config import DATALOADERS, build_runner, load_config
 
-from mmcal.models.utils import upsample_guide  # noqa: E402
-from mmcal.utils.config import load_config  # noqa: E402
-
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+PLAIN_CONFIG = osp.join(ROOT, 'configs', 'synthetic',
+                        'plain_r18_synthetic-birds.py')
 WSDAN_CONFIG = osp.join(ROOT, 'configs', 'synthetic',
                         'wsdan_r18_synthetic-birds.py')
+CAL_CONFIG = osp.join(ROOT, 'configs', 'cal_r18_synthetic-birds.py')
 METHODS = (('plain', PLAIN_CONFIG), ('WS-DAN', WSDAN_CONFIG),
            ('CAL', CAL_CONFIG))
 
 
 def load_boxes(data_root: str, boxes_file: str) -> Dict[str, np.ndarray]:
-    """``{image path under images/: (P, 4) boxes (x, y, w, h)}`` from
-    ``images.txt`` and ``boxes_file`` (lines ``image_id [part_id] x y w
-    h``, e.g. ``parts/part_boxes.txt`` or ``bounding_boxes.txt``)."""
+    """``{image path under images/: (P, 4) boxes (x1, y1, x2, y2)}`` from
+    ``images.txt`` and ``boxes_file`` (CUB's lines ``image_id [part_id] x y
+    w h``, e.g. ``parts/part_boxes.txt`` or ``bounding_boxes.txt``)."""
     with open(osp.join(data_root, 'images.txt')) as file:
         paths = dict(line.split() for line in file if line.strip())
     boxes: Dict[str, List[List[float]]] = {}
@@ -69,7 +71,11 @@ def load_boxes(data_root: str, boxes_file: str) -> Dict[str, np.ndarray]:
                 image_id, *_, x, y, w, h = line.split()
                 boxes.setdefault(paths[image_id], []).append(
                     [float(x), float(y), float(w), float(h)])
-    return {path: np.array(value) for path, value in boxes.items()}
+    return {
+        path: box_convert(torch.tensor(value, dtype=torch.float64), 'xywh',
+                          'xyxy').numpy()
+        for path, value in boxes.items()
+    }
 
 
 def mean_maps(maps: torch.Tensor, image_size: Sequence[int]) -> torch.Tensor:
@@ -99,17 +105,16 @@ def peak_points(maps: torch.Tensor, image_size: Sequence[int]) -> np.ndarray:
 
 def inside_any(points: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     """(N,) True where point n (x, y) of (N, 2) lies inside any of the
-    (P, 4) boxes (x, y, w, h), edges included."""
+    (P, 4) boxes (x1, y1, x2, y2), edges included."""
     x, y = points[:, :1], points[:, 1:]
-    x1, y1 = boxes[:, 0], boxes[:, 1]
-    x2, y2 = x1 + boxes[:, 2], y1 + boxes[:, 3]
+    x1, y1, x2, y2 = boxes.T
     return np.any((x1 <= x) & (x <= x2) & (y1 <= y) & (y <= y2), axis=1)
 
 
 def points_in_boxes(points: np.ndarray,
                     boxes: Sequence[np.ndarray]) -> np.ndarray:
-    """(B,) True where point b lies inside any of its boxes (x, y, w, h),
-    edges included."""
+    """(B,) True where point b lies inside any of its boxes (x1, y1, x2,
+    y2), edges included."""
     return np.array([
         inside_any(point[None], image_boxes)[0]
         for point, image_boxes in zip(points, boxes)
@@ -136,7 +141,7 @@ def mass_in_boxes(maps: torch.Tensor, boxes: Sequence[np.ndarray],
 
     Args:
         maps: (B, M, h, w) attention maps (M = 1 for a single map).
-        boxes: B arrays of (P, 4) boxes (x, y, w, h).
+        boxes: B arrays of (P, 4) boxes (x1, y1, x2, y2).
         image_size: (H, W) of the images.
 
     Returns:
@@ -202,12 +207,12 @@ def evaluate(runner: Runner, part_boxes: Dict[str, np.ndarray],
     return results
 
 
-def build_runner(config: str, work_dir: str, name: str, data_root: str,
-                 max_epochs: int, seed: int, load_from: str = None,
-                 backbone_from: str = None) -> Runner:
+def method_runner(config: str, work_dir: str, name: str, data_root: str,
+                  max_epochs: int, seed: int, load_from: str = None,
+                  backbone_from: str = None) -> Runner:
     """A Runner of ``config`` on ``data_root`` for ``max_epochs``."""
     cfg = load_config(config)
-    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+    for loader in DATALOADERS:
         cfg[loader].dataset.data_root = data_root
     cfg.train_cfg.max_epochs = max_epochs
     cfg.randomness = dict(seed=seed, deterministic=False)
@@ -219,7 +224,7 @@ def build_runner(config: str, work_dir: str, name: str, data_root: str,
     if backbone_from:
         cfg.model.backbone.init_cfg = dict(
             type='Pretrained', checkpoint=backbone_from, prefix='backbone.')
-    return Runner.from_cfg(cfg)
+    return build_runner(cfg)
 
 
 def trained_runner(config: str, work_dir: str, name: str, data_root: str,
@@ -229,8 +234,8 @@ def trained_runner(config: str, work_dir: str, name: str, data_root: str,
     ``eval_only``, built from the config saved in ``work_dir/name`` with
     the weights of its ``epoch_<epochs>.pth``."""
     if not eval_only:
-        runner = build_runner(config, work_dir, name, data_root, epochs, seed,
-                              **init)
+        runner = method_runner(config, work_dir, name, data_root, epochs,
+                               seed, **init)
         runner.train()
         return runner
     trained_dir = osp.join(work_dir, name)
@@ -239,8 +244,8 @@ def trained_runner(config: str, work_dir: str, name: str, data_root: str,
         raise FileNotFoundError(
             f'--eval-only needs one saved config in {trained_dir}, found '
             f'{len(configs)}; train there first (without --eval-only)')
-    runner = build_runner(configs[0], osp.join(work_dir, 'eval'), name,
-                          data_root, epochs, seed)
+    runner = method_runner(configs[0], osp.join(work_dir, 'eval'), name,
+                           data_root, epochs, seed)
     runner.load_checkpoint(
         osp.join(trained_dir, f'epoch_{epochs}.pth'), strict=True)
     return runner
@@ -306,7 +311,7 @@ def parse_args(argv=None):
 def main(argv=None) -> Dict[str, dict]:
     args = parse_args(argv)
     data_root = osp.abspath(args.data_root)
-    ensure_data(data_root)
+    ensure_synthetic_birds(data_root, **DEMO_SET)
     results = compare(data_root, osp.abspath(args.work_dir),
                       args.plain_epochs, args.method_epochs, args.seed,
                       args.eval_only)

@@ -8,7 +8,7 @@ Example::
 import argparse
 import time
 
-from mmcal.datasets.synthetic_birds import write_synthetic_birds
+from mmcal.datasets import write_synthetic_birds
 
 
 def parse_args(argv=None):

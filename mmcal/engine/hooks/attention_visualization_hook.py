@@ -12,8 +12,8 @@ from mmengine.runner import EpochBasedTrainLoop
 from mmpretrain.registry import HOOKS
 from PIL import Image
 
-from mmcal.apis.attention import attention_views
-from mmcal.visualization import attention_statistics, draw_attention_figure
+from mmcal.visualization import (attention_statistics, attention_views,
+                                 draw_attention_figure)
 
 
 @HOOKS.register_module()
@@ -37,7 +37,8 @@ class AttentionVisualizationHook(Hook):
     ``work_dir/<out_dir>/epoch_<N>/`` and to the runner's visualiser (local
     files, TensorBoard, ...) as ``attention_<image>``.
 
-    A failure here is logged as a warning and never stops training.
+    A failure here is logged as a warning and never stops training, unless
+    ``raise_errors`` is set (for debugging the hook; the tests set it).
 
     Args:
         interval: draw every ``interval`` epochs (or iterations).
@@ -45,6 +46,7 @@ class AttentionVisualizationHook(Hook):
         out_dir: folder under the work dir for the pictures.
         seed: seed of the crop / drop map draw, fixed so pictures compare
             across epochs.
+        raise_errors: re-raise a failure instead of logging it.
     """
 
     # Before the LoggerHook (BELOW_NORMAL) writes the validation record.
@@ -54,7 +56,8 @@ class AttentionVisualizationHook(Hook):
                  interval: int = 1,
                  num_images: int = 4,
                  out_dir: str = 'attention',
-                 seed: int = 0):
+                 seed: int = 0,
+                 raise_errors: bool = False):
         if interval < 1 or num_images < 1:
             raise ValueError('AttentionVisualizationHook needs interval >= 1 '
                              f'and num_images >= 1, got {interval} and '
@@ -63,12 +66,15 @@ class AttentionVisualizationHook(Hook):
         self.num_images = num_images
         self.out_dir = out_dir
         self.seed = seed
+        self.raise_errors = raise_errors
         self._batch: Optional[dict] = None
 
     def after_val_epoch(self, runner, metrics=None) -> None:
         try:
             self._visualize(runner)
         except Exception as error:  # a picture is never worth a run
+            if self.raise_errors:
+                raise
             runner.logger.warning(
                 f'AttentionVisualizationHook skipped: {error!r}')
 

@@ -2,7 +2,7 @@
 import numpy as np
 import torch
 
-from mmcal.apis import attention_views, denormalize
+from mmcal.visualization import attention_views, denormalize
 
 
 def normalized_batch(model, seed=0, size=32):

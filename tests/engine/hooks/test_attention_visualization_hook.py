@@ -24,7 +24,8 @@ def hooked_run(tmp_path_factory):
     cfg = Config(tiny_runner_cfg(data_root, str(root / 'work'),
                                  max_epochs=2))
     cfg.custom_hooks = [
-        dict(type='AttentionVisualizationHook', interval=2, num_images=2)
+        dict(type='AttentionVisualizationHook', interval=2, num_images=2,
+             raise_errors=True)
     ]
     runner = Runner.from_cfg(cfg)
     runner.train()
@@ -81,6 +82,11 @@ def test_a_failing_drawing_only_warns(hooked_run, monkeypatch):
     assert len(warnings) == 1 and 'no canvas' in warnings[0]
     assert os.listdir(osp.join(hooked_run.work_dir, 'broken',
                                'epoch_2')) == []
+    strict = AttentionVisualizationHook(interval=1, num_images=1,
+                                        out_dir='broken', raise_errors=True)
+    with pytest.raises(RuntimeError, match='no canvas'):
+        strict.after_val_epoch(hooked_run)
+    assert len(warnings) == 1
 
 
 def test_model_mode_is_restored(hooked_run):
