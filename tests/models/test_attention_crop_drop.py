@@ -4,9 +4,9 @@ import torch
 from mmpretrain.models.utils import ClsDataPreprocessor
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
-from reference_ops import reference_crop, reference_drop
 
 from mmcal.models.data_preprocessors import AttentionCropDrop
+from mmcal.testing.reference_ops import reference_crop, reference_drop
 
 NORM = dict(
     mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True)

@@ -5,11 +5,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from reference_ops import loop_bap, reference_crop, reference_drop
-
 from mmcal.models.utils import (attention_crop, attention_crop_boxes,
                                 attention_drop, bilinear_attention_pool,
                                 sample_guide_maps)
+from mmcal.testing.reference_ops import (loop_bap, reference_crop,
+                                         reference_drop)
 
 
 def test_bilinear_attention_pool_matches_loop():

@@ -3,7 +3,8 @@ import pytest
 import torch
 import torch.nn as nn
 from mmpretrain.registry import MODELS
-from reference_ops import loop_bap
+
+from mmcal.testing.reference_ops import loop_bap
 
 
 def build_neck(**kwargs):

@@ -8,7 +8,8 @@ from mmcal_test_utils import NUM_ATTENTIONS, NUM_CLASSES, tiny_model_cfg
 from mmengine.optim import OptimWrapper
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
-from reference_ops import reference_crop, reference_drop
+
+from mmcal.testing.reference_ops import reference_crop, reference_drop
 
 BATCH, SIZE = 4, 64
 LABELS = [0, 2, 2, 1]

@@ -99,6 +99,23 @@ def test_feature_center_update_by_hand_with_repeated_label():
     assert torch.equal(new[1:], centers[1:])
 
 
+def test_single_process_center_update_is_bitwise_the_all_classes_one():
+    # One process updates only the batch's rows; the (K, D) computation of
+    # distributed training must give the very same bits.
+    from mmcal.models.heads.cal_head import _distributed_center_update
+    torch.manual_seed(2)
+    centers = torch.randn(NUM_CLASSES, DIM)
+    features = torch.randn(7, DIM)
+    features[6, 0] = float('nan')  # class 2's update is not finite there
+    labels = torch.tensor([1, 0, 1, 1, 0, 1, 2])
+    targets, new = feature_center_update(centers, features, labels, 0.05)
+    all_targets, all_new = _distributed_center_update(
+        centers, features, labels, 0.05)
+    assert torch.equal(targets, all_targets)
+    assert torch.equal(new, all_new)
+    assert torch.equal(new[2, :1], centers[2, :1])
+
+
 def test_loss_terms_by_hand():
     head = build_head()
     labels = [2, 0, 2]

@@ -1,64 +1,88 @@
-"""Speed of CAL against a plain classifier, and of batched crop + drop.
+"""Speed of mmcal's CAL step against the reference's and a plain classifier.
 
-Two measurements, each interleaving its contenders repetition by repetition
-(so a change of machine load hits both alike) and reporting medians:
+Every measurement interleaves its contenders run by run (the order rotating
+each round), so a change of machine load hits all of them alike; it reports
+medians, ratios of medians and medians of the per-round ratios.
 
-1. A CAL training iteration (loss, backward, SGD step: raw pass plus one
-   pass over the 2B crops and drops) against a plain mmpretrain
-   ``ImageClassifier`` (ResNet + global average pooling + linear head) with
-   the same backbone, batch and input. The floor of the ratio is about 3;
-   the plain model is also timed on 2B images, so that ``plain(B) +
-   plain(2B)`` gives the floor on this machine (a CPU is not linear in the
-   batch size) and ``CAL / floor`` the cost of CAL's own layers.
-2. ``AttentionCropDrop.augment`` (the whole batch at once) against the
-   reference's per-sample loop (written below in the WS-DAN style, with a
-   ``.item()`` read-back and ``nonzero`` per sample).
+1. Training iteration (forward, backward, SGD step), each contender in each
+   memory layout asked for (``--layouts``) and precision (``--precisions``):
+   - ``mmcal``: ``CALClassifier.train_step`` on a uint8 batch, as the Runner
+     calls it (normalisation, raw pass, crop + drop, one pass over the 2B
+     augmented images, CAL's losses); channels_last through
+     ``AttentionCropDrop(channels_last=True)``;
+   - ``reference``: the reference code's iteration, as it trains: a
+     torchvision ResNet, guide maps drawn per sample on the host, the
+     per-sample crop and drop loops of ``mmcal.testing.reference_ops``, the
+     same losses, on an already normalised batch;
+   - ``plain``: mmpretrain's ``ImageClassifier`` (ResNet, global average
+     pooling, linear head) ``train_step``, same backbone, batch and input.
+2. Prediction: ``CALClassifier.test_step`` with the paper's test views (raw
+   + 3 crops, and the same for the flipped image) against a plain
+   ``ImageClassifier.test_step``.
+3. Crop + drop alone: ``AttentionCropDrop.augment`` against the per-sample
+   reference loops.
 
-Examples::
+The defaults are a CPU setting (ResNet-50 at output stride 16, M = 8, batch
+4, 112 px, 9 runs); on a GPU, with peak memory and a check that mmcal's step
+never waits on the device::
 
-    python tools/analysis_tools/benchmark.py
-    python tools/analysis_tools/benchmark.py --device cuda --amp --channels-last
+    python tools/analysis_tools/benchmark.py --threads 2
+    python tools/analysis_tools/benchmark.py --device cuda --depth 101 \\
+        --image-size 448 --batch-size 16 --num-attentions 32 \\
+        --precisions fp32 bf16
 """
 import argparse
+import itertools
 import os
 import platform
 import random
 import statistics
 import time
 
+import numpy as np
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
+import torchvision
 from mmengine.optim import OptimWrapper
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 import mmcal  # noqa: F401
+from mmcal.testing.reference_ops import reference_crop, reference_drop
 
-IMAGENET_NORM = dict(
-    mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375], to_rgb=True)
+MEAN, STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
+IMAGENET_NORM = dict(mean=MEAN, std=STD, to_rgb=True)
+# The paper's test views (configs/cal_r101_cub_448.py's test_cfg).
+TEST_VIEWS = dict(crops=[(0.3, 0.1), (0.2, 0.1), (0.1, 0.05)], flip=True)
+LAYOUTS = ('contiguous', 'channels_last')
+PRECISIONS = ('fp32', 'bf16')
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--device', default='cpu', help='cpu or cuda')
-    parser.add_argument('--depth', type=int, default=18, help='ResNet depth')
-    parser.add_argument('--image-size', type=int, default=224)
-    parser.add_argument('--batch-size', type=int, default=16)
-    parser.add_argument('--num-attentions', type=int, default=32)
-    parser.add_argument('--num-classes', type=int, default=200)
-    parser.add_argument('--crop-batch-size', type=int, default=32)
-    parser.add_argument('--crop-image-size', type=int, default=224)
     parser.add_argument(
-        '--map-size', type=int, default=14, help='attention map side')
-    parser.add_argument('--repeats', type=int, default=5)
-    parser.add_argument('--warmup', type=int, default=1)
+        '--depth', type=int, default=50, choices=[18, 34, 50, 101, 152],
+        help='ResNet depth (last stage at stride 1: output stride 16)')
+    parser.add_argument('--image-size', type=int, default=112)
+    parser.add_argument('--batch-size', type=int, default=4)
+    parser.add_argument('--num-attentions', type=int, default=8)
+    parser.add_argument('--num-classes', type=int, default=200)
+    parser.add_argument('--repeats', type=int, default=9)
+    parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument(
         '--threads', type=int, help='torch CPU threads (default: torch\'s)')
     parser.add_argument(
-        '--amp', action='store_true', help='bf16 autocast for the iterations')
-    parser.add_argument('--channels-last', action='store_true')
+        '--layouts', nargs='+', choices=LAYOUTS, default=list(LAYOUTS))
     parser.add_argument(
-        '--skip', choices=['iteration', 'crop-drop'], help='skip one part')
+        '--precisions', nargs='+', choices=PRECISIONS, default=['fp32'],
+        help='bf16 = bf16 autocast')
+    parser.add_argument('--crop-batch-size', type=int, default=32)
+    parser.add_argument('--crop-image-size', type=int, default=224)
+    parser.add_argument(
+        '--skip', nargs='+', default=[],
+        choices=['iteration', 'predict', 'crop-drop'], help='parts to skip')
     return parser.parse_args(argv)
 
 
@@ -77,7 +101,8 @@ def machine_description(device: torch.device) -> str:
         os, 'sched_getaffinity') else os.cpu_count()
     lines = [
         f'CPU: {cpu}, {os.cpu_count()} logical cores ({usable} usable)',
-        f'torch {torch.__version__}, {torch.get_num_threads()} CPU threads, '
+        f'torch {torch.__version__}, torchvision {torchvision.__version__}, '
+        f'{torch.get_num_threads()} CPU threads, '
         f'Python {platform.python_version()}',
         'load average (1, 5, 15 min): %.2f %.2f %.2f' % os.getloadavg(),
     ]
@@ -91,35 +116,51 @@ def synchronize(device: torch.device):
         torch.cuda.synchronize(device)
 
 
-def timed(function, device: torch.device) -> float:
-    """Seconds one call of ``function`` takes, the device included."""
-    synchronize(device)
-    start = time.perf_counter()
-    function()
-    synchronize(device)
-    return time.perf_counter() - start
-
-
 def interleaved(contenders: dict, repeats: int, warmup: int,
-                device: torch.device) -> dict:
-    """Run the contenders in turn ``warmup + repeats`` times; their times."""
-    times = {name: [] for name in contenders}
+                device: torch.device):
+    """Run the contenders in turn ``warmup + repeats`` times.
+
+    The order rotates every round, so no contender always runs right after
+    the same other one.
+
+    Returns:
+        ``(times, peaks)``: seconds of each timed run per contender, and the
+        peak device memory (bytes) of each contender's runs on CUDA.
+    """
+    names = list(contenders)
+    times = {name: [] for name in names}
+    peaks = {name: 0 for name in names}
     for repeat in range(warmup + repeats):
-        for name, function in contenders.items():
-            seconds = timed(function, device)
+        shift = repeat % len(names)
+        for name in names[shift:] + names[:shift]:
+            synchronize(device)
+            if device.type == 'cuda':
+                torch.cuda.reset_peak_memory_stats(device)
+            start = time.perf_counter()
+            contenders[name]()
+            synchronize(device)
+            seconds = time.perf_counter() - start
+            if device.type == 'cuda':
+                peaks[name] = max(peaks[name],
+                                  torch.cuda.max_memory_allocated(device))
             if repeat >= warmup:
                 times[name].append(seconds)
-    return times
+    return times, peaks
 
 
 def backbone_cfg(depth: int) -> dict:
-    return dict(type='ResNet', depth=depth, out_indices=(3, ))
+    # Output stride 16, the reference's backbone.
+    return dict(
+        type='ResNet', depth=depth, strides=(1, 2, 2, 1), out_indices=(3, ))
 
 
-def build_models(args, device: torch.device):
-    channels = 512 if args.depth < 50 else 2048
-    torch.manual_seed(0)
-    cal = MODELS.build(
+def channels_of(depth: int) -> int:
+    return 512 if depth < 50 else 2048
+
+
+def build_mmcal(args, channels_last: bool, device: torch.device):
+    channels = channels_of(args.depth)
+    return MODELS.build(
         dict(
             type='CALClassifier',
             backbone=backbone_cfg(args.depth),
@@ -131,10 +172,15 @@ def build_models(args, device: torch.device):
                 type='CALHead',
                 num_classes=args.num_classes,
                 in_channels=args.num_attentions * channels),
-            data_preprocessor=dict(type='AttentionCropDrop',
-                                   **IMAGENET_NORM)))
-    torch.manual_seed(0)
-    plain = MODELS.build(
+            test_cfg=TEST_VIEWS,
+            data_preprocessor=dict(
+                type='AttentionCropDrop',
+                channels_last=channels_last,
+                **IMAGENET_NORM))).to(device)
+
+
+def build_plain(args, channels_last: bool, device: torch.device):
+    model = MODELS.build(
         dict(
             type='ImageClassifier',
             backbone=backbone_cfg(args.depth),
@@ -142,120 +188,235 @@ def build_models(args, device: torch.device):
             head=dict(
                 type='LinearClsHead',
                 num_classes=args.num_classes,
-                in_channels=channels),
-            data_preprocessor=dict(**IMAGENET_NORM)))
-    memory_format = (
-        torch.channels_last if args.channels_last else torch.preserve_format)
-    return [
-        model.to(device=device, memory_format=memory_format).train()
-        for model in (cal, plain)
-    ]
+                in_channels=channels_of(args.depth)),
+            data_preprocessor=dict(**IMAGENET_NORM))).to(device)
+    if channels_last:
+        # A plain model has no switch: its layout follows the inputs', so
+        # converting the weights is all it takes.
+        model = model.to(memory_format=torch.channels_last)
+    return model
 
 
-def training_iteration(model, inputs, data_samples, optim_wrapper, amp,
-                       device):
-    """One step as mmengine's train_step runs it, on a normalised batch."""
+def reference_bap(features, attention_maps):
+    """BAP as the reference writes it: einsum, signed sqrt, L2 norm."""
+    height, width = features.shape[-2:]
+    pooled = torch.einsum('imjk,injk->imn', attention_maps, features)
+    pooled = pooled.flatten(1) / float(height * width)
+    pooled = torch.sign(pooled) * torch.sqrt(pooled.abs() + 1e-6)
+    return F.normalize(pooled, dim=-1)
+
+
+class ReferenceCAL(nn.Module):
+    """CAL's network as the reference code builds and trains it.
+
+    A torchvision ResNet whose last stage runs at stride 1 (output stride
+    16), the attention layer, BAP under the learned and under Uniform(0, 2)
+    attention, a bias-free fc on ``100 * f`` and the feature centres.
+    """
+
+    def __init__(self, depth: int, num_attentions: int, num_classes: int):
+        super().__init__()
+        resnet = getattr(torchvision.models, f'resnet{depth}')()
+        first = resnet.layer4[0]
+        (first.conv2 if depth >= 50 else first.conv1).stride = (1, 1)
+        first.downsample[0].stride = (1, 1)
+        self.features = nn.Sequential(*list(resnet.children())[:-2])
+        channels = resnet.fc.in_features
+        self.num_attentions = num_attentions
+        self.attentions = nn.Sequential(
+            nn.Conv2d(channels, num_attentions, 1, bias=False),
+            nn.BatchNorm2d(num_attentions, eps=1e-3), nn.ReLU(inplace=True))
+        self.fc = nn.Linear(num_attentions * channels, num_classes,
+                            bias=False)
+        self.register_buffer('feature_center',
+                             torch.zeros(num_classes,
+                                         num_attentions * channels))
+
+    def forward(self, images):
+        features = self.features(images)
+        attention_maps = self.attentions(features)
+        part_features = reference_bap(features, attention_maps)
+        fake = torch.zeros_like(attention_maps).uniform_(0, 2)
+        logits = self.fc(part_features * 100)
+        effect = logits - self.fc(reference_bap(features, fake) * 100)
+        if not self.training:
+            return logits, effect, part_features, attention_maps
+        # Two guide maps per sample, drawn on the host sample by sample.
+        guides = []
+        for sample in attention_maps.detach():
+            weights = torch.sqrt(sample.sum(dim=(1, 2)) + 1e-6)
+            weights = (weights / weights.sum()).cpu().double().numpy()
+            picks = np.random.choice(
+                self.num_attentions, 2, p=weights / weights.sum())
+            guides.append(sample[picks])
+        return logits, effect, part_features, torch.stack(guides)
+
+
+def reference_iteration(model, images, labels, optimizer):
+    """One iteration of the reference's training loop."""
 
     def step():
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            losses = model.loss(inputs, data_samples)
-        loss, _ = model.parse_losses(losses)
-        optim_wrapper.update_params(loss)
+        logits, effect, features, guides = model(images)
+        centers = F.normalize(model.feature_center[labels], dim=-1)
+        model.feature_center[labels] += 0.05 * (features.detach() - centers)
+        with torch.no_grad():
+            thetas = [[random.uniform(*bounds) for _ in labels]
+                      for bounds in ((0.4, 0.6), (0.2, 0.5))]
+            _, crops = reference_crop(images, guides[:, :1], thetas[0], 0.1)
+            drops = reference_drop(images, guides[:, 1:], thetas[1])
+        aug_logits, aug_effect, _, _ = model(torch.cat([crops, drops]))
+        loss = (F.cross_entropy(logits, labels) / 3 +
+                F.cross_entropy(
+                    torch.cat([effect, aug_effect]), labels.repeat(3)) +
+                F.cross_entropy(aug_logits, labels.repeat(2)) * 2 / 3 +
+                (features - centers).pow(2).sum() / labels.shape[0])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
 
     return step
 
 
-def benchmark_iteration(args, device: torch.device):
-    cal, plain = build_models(args, device)
+def autocast(device: torch.device, precision: str):
+    return torch.autocast(
+        device.type, dtype=torch.bfloat16, enabled=precision == 'bf16')
+
+
+def make_batch(args, device: torch.device):
+    """A uint8 (B, 3, H, W) batch, its normalised copy and labels."""
     generator = torch.Generator().manual_seed(0)
-    inputs = torch.randn(
-        args.batch_size, 3, args.image_size, args.image_size,
-        generator=generator).to(device)
-    if args.channels_last:
-        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    size = args.image_size
+    raw = torch.randint(
+        0, 256, (args.batch_size, 3, size, size),
+        generator=generator, dtype=torch.uint8)
     labels = torch.randint(
         0, args.num_classes, (args.batch_size, ), generator=generator)
-    data_samples = [
-        DataSample().set_gt_label(label).to(device) for label in labels
-    ]
-    optim_wrappers = {
-        model: OptimWrapper(
-            torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9))
-        for model in (cal, plain)
-    }
-    contenders = {
-        'CAL':
-        training_iteration(cal, inputs, data_samples, optim_wrappers[cal],
-                           args.amp, device),
-        'plain':
-        training_iteration(plain, inputs, data_samples, optim_wrappers[plain],
-                           args.amp, device),
-        # CAL's passes without its head: the plain model on B then 2B.
-        'plain 2B':
-        training_iteration(plain, torch.cat([inputs, inputs]),
-                           data_samples * 2, optim_wrappers[plain], args.amp,
-                           device),
-    }
-    times = interleaved(contenders, args.repeats, args.warmup, device)
-    cal_time = statistics.median(times['CAL'])
-    plain_time = statistics.median(times['plain'])
-    floor_time = plain_time + statistics.median(times['plain 2B'])
-    ratios = [c / p for c, p in zip(times['CAL'], times['plain'])]
-    print(f'\n(a) training iteration, ResNet-{args.depth}, batch '
-          f'{args.batch_size}, {args.image_size} px, M={args.num_attentions}, '
-          f'K={args.num_classes}, {"bf16 autocast" if args.amp else "fp32"}'
-          f'{", channels_last" if args.channels_last else ""}')
-    print(f'    CAL   median {cal_time * 1000:9.1f} ms '
-          f'(all: {fmt_ms(times["CAL"])})')
-    print(f'    plain median {plain_time * 1000:9.1f} ms '
-          f'(all: {fmt_ms(times["plain"])})')
-    print(f'    plain 2B median {statistics.median(times["plain 2B"]) * 1000:6.1f}'
-          f' ms (all: {fmt_ms(times["plain 2B"])})')
-    print(f'    CAL / plain: ratio of medians {cal_time / plain_time:.3f}, '
-          f'median of per-repeat ratios {statistics.median(ratios):.3f}')
-    print(f'    floor (plain B + plain 2B) / plain = '
-          f'{floor_time / plain_time:.3f}; CAL / floor = '
-          f'{cal_time / floor_time:.3f}')
+    mean = torch.tensor(MEAN).view(3, 1, 1)
+    std = torch.tensor(STD).view(3, 1, 1)
+    normalised = (raw.flip(1).float() - mean) / std
+    samples = [DataSample().set_gt_label(label).to(device) for label in labels]
+    return raw.to(device), normalised.to(device), labels.to(device), samples
 
 
-def reference_crop_drop(images, crop_maps, drop_maps, crop_theta=(0.4, 0.6),
-                        drop_theta=(0.2, 0.5), padding_ratio=0.1):
-    """The reference's per-sample crop and drop loops (WS-DAN style)."""
-    height, width = images.shape[-2:]
-    crops = []
-    for index in range(images.shape[0]):
-        guide = crop_maps[index:index + 1]
-        threshold = random.uniform(*crop_theta) * guide.max()
-        mask = F.interpolate(
-            guide, size=(height, width), mode='bilinear',
-            align_corners=True) >= threshold
-        rows_cols = torch.nonzero(mask[0, 0])
-        top = max(int(rows_cols[:, 0].min().item() - padding_ratio * height),
-                  0)
-        bottom = min(
-            int(rows_cols[:, 0].max().item() + padding_ratio * height),
-            height)
-        left = max(int(rows_cols[:, 1].min().item() - padding_ratio * width),
-                   0)
-        right = min(
-            int(rows_cols[:, 1].max().item() + padding_ratio * width), width)
-        crops.append(
-            F.interpolate(
-                images[index:index + 1, :, top:bottom, left:right],
-                size=(height, width),
-                mode='bilinear',
-                align_corners=True))
-    masks = []
-    for index in range(images.shape[0]):
-        guide = drop_maps[index:index + 1]
-        threshold = random.uniform(*drop_theta) * guide.max()
-        masks.append(
-            F.interpolate(
-                guide,
-                size=(height, width),
-                mode='bilinear',
-                align_corners=True) < threshold)
-    return torch.cat([torch.cat(crops), images * torch.cat(masks).float()])
+def mmengine_step(model, data, precision, device):
+    optim_wrapper = OptimWrapper(
+        torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9))
+
+    def step():
+        with autocast(device, precision):
+            model.train_step(data, optim_wrapper)
+
+    return step
+
+
+def ratio_line(times, numerator, denominator) -> str:
+    per_round = [a / b for a, b in zip(times[numerator], times[denominator])]
+    ratio = (statistics.median(times[numerator]) /
+             statistics.median(times[denominator]))
+    return (f'    {numerator} / {denominator}: {ratio:.3f} '
+            f'(median of per-round ratios {statistics.median(per_round):.3f})')
+
+
+def report(times, peaks, device):
+    for name, values in times.items():
+        peak = (f', peak {peaks[name] / 2**20:.0f} MiB'
+                if device.type == 'cuda' else '')
+        print(f'    {name:34s} median {statistics.median(values) * 1e3:8.1f} '
+              f'ms{peak}  (all: {" ".join(f"{v * 1e3:.0f}" for v in values)})')
+
+
+def check_no_host_sync(step, name):
+    """Run ``step`` with CUDA's sync debug mode raising on a host sync."""
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode('error')
+    try:
+        step()
+        print(f'    {name}: no host synchronisation')
+    except RuntimeError as error:
+        print(f'    {name}: HOST SYNCHRONISATION: {error}')
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+
+
+def benchmark_iteration(args, device: torch.device):
+    raw, normalised, labels, samples = make_batch(args, device)
+    data = dict(inputs=raw, data_samples=samples)
+    contenders, mmcal_steps = {}, {}
+    for precision, layout in itertools.product(args.precisions, args.layouts):
+        channels_last = layout == 'channels_last'
+        suffix = f'{precision}, {layout}'
+        torch.manual_seed(0)
+        cal = build_mmcal(args, channels_last, device).train()
+        mmcal_steps[suffix] = mmengine_step(cal, data, precision, device)
+        contenders[f'mmcal ({suffix})'] = mmcal_steps[suffix]
+        torch.manual_seed(0)
+        reference = ReferenceCAL(args.depth, args.num_attentions,
+                                 args.num_classes).to(device).train()
+        images = normalised
+        if channels_last:
+            reference = reference.to(memory_format=torch.channels_last)
+            images = images.contiguous(memory_format=torch.channels_last)
+        optimizer = torch.optim.SGD(
+            reference.parameters(), lr=1e-3, momentum=0.9)
+        step = reference_iteration(reference, images, labels, optimizer)
+        contenders[f'reference ({suffix})'] = (
+            lambda step=step, precision=precision: _in_autocast(
+                step, device, precision))
+        torch.manual_seed(0)
+        plain = build_plain(args, channels_last, device).train()
+        contenders[f'plain ({suffix})'] = mmengine_step(
+            plain, data, precision, device)
+    print(f'\n(1) training iteration, ResNet-{args.depth} at output stride '
+          f'16, M={args.num_attentions}, K={args.num_classes}, batch '
+          f'{args.batch_size}, {args.image_size} px, SGD step included, '
+          f'{args.warmup} warm-up + {args.repeats} timed rounds')
+    times, peaks = interleaved(contenders, args.repeats, args.warmup, device)
+    report(times, peaks, device)
+    for precision, layout in itertools.product(args.precisions, args.layouts):
+        suffix = f'{precision}, {layout}'
+        print(ratio_line(times, f'mmcal ({suffix})', f'reference ({suffix})'))
+        print(ratio_line(times, f'mmcal ({suffix})', f'plain ({suffix})'))
+    for precision in args.precisions:
+        if len(args.layouts) == 2:
+            print(ratio_line(times, f'mmcal ({precision}, channels_last)',
+                             f'reference ({precision}, contiguous)'))
+    if device.type == 'cuda':
+        for suffix, step in mmcal_steps.items():
+            check_no_host_sync(step, f'mmcal ({suffix}) step')
+
+
+def _in_autocast(step, device, precision):
+    with autocast(device, precision):
+        step()
+
+
+def benchmark_predict(args, device: torch.device):
+    raw, _, _, samples = make_batch(args, device)
+    data = dict(inputs=raw, data_samples=samples)
+    contenders = {}
+    for precision, layout in itertools.product(args.precisions, args.layouts):
+        channels_last = layout == 'channels_last'
+        suffix = f'{precision}, {layout}'
+        for name, build in (('mmcal', build_mmcal), ('plain', build_plain)):
+            torch.manual_seed(0)
+            model = build(args, channels_last, device).eval()
+            contenders[f'{name} predict ({suffix})'] = (
+                lambda model=model, precision=precision: _predict(
+                    model, data, device, precision))
+    print(f'\n(2) predict, batch {args.batch_size}, {args.image_size} px; '
+          'mmcal with the test views raw + 3 crops, and flipped (8 '
+          'images per image)')
+    times, peaks = interleaved(contenders, args.repeats, args.warmup, device)
+    report(times, peaks, device)
+    for precision, layout in itertools.product(args.precisions, args.layouts):
+        suffix = f'{precision}, {layout}'
+        print(ratio_line(times, f'mmcal predict ({suffix})',
+                         f'plain predict ({suffix})'))
+
+
+def _predict(model, data, device, precision):
+    with torch.no_grad(), autocast(device, precision):
+        model.test_step(data)
 
 
 def benchmark_crop_drop(args, device: torch.device):
@@ -265,32 +426,27 @@ def benchmark_crop_drop(args, device: torch.device):
     size, batch = args.crop_image_size, args.crop_batch_size
     images = torch.randn(batch, 3, size, size, generator=generator).to(device)
     # Peaked, non-negative maps like ReLU attention.
-    maps = (torch.rand(
-        batch, 2, args.map_size, args.map_size, generator=generator)**4).to(
-            device)
+    maps = (torch.rand(batch, 2, 14, 14, generator=generator)**4).to(device)
     crop_maps, drop_maps = maps[:, :1], maps[:, 1:]
 
+    def loop():
+        thetas = [[random.uniform(*bounds) for _ in range(batch)]
+                  for bounds in ((0.4, 0.6), (0.2, 0.5))]
+        _, crops = reference_crop(images, crop_maps, thetas[0], 0.1)
+        return torch.cat(
+            [crops, reference_drop(images, drop_maps, thetas[1])])
+
     contenders = {
-        'batched':
+        'batched augment':
         lambda: preprocessor.augment(images, crop_maps, drop_maps),
-        'loop': lambda: reference_crop_drop(images, crop_maps, drop_maps),
+        'per-sample loop': loop,
     }
+    print(f'\n(3) crop + drop, batch {batch}, {size} px, 14x14 maps')
     with torch.no_grad():
-        times = interleaved(contenders, max(args.repeats, 9),
-                            max(args.warmup, 2), device)
-    batched = statistics.median(times['batched'])
-    loop = statistics.median(times['loop'])
-    print(f'\n(b) crop + drop, batch {batch}, {size} px, '
-          f'{args.map_size}x{args.map_size} maps')
-    print(f'    batched median {batched * 1000:8.1f} ms '
-          f'(all: {fmt_ms(times["batched"])})')
-    print(f'    loop    median {loop * 1000:8.1f} ms '
-          f'(all: {fmt_ms(times["loop"])})')
-    print(f'    loop / batched = {loop / batched:.2f}x')
-
-
-def fmt_ms(seconds) -> str:
-    return ' '.join(f'{s * 1000:.0f}' for s in seconds)
+        times, peaks = interleaved(contenders, args.repeats, args.warmup,
+                                   device)
+    report(times, peaks, device)
+    print(ratio_line(times, 'per-sample loop', 'batched augment'))
 
 
 def main(argv=None):
@@ -301,9 +457,12 @@ def main(argv=None):
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise SystemExit('--device cuda given but CUDA is not available')
     print(machine_description(device))
-    if args.skip != 'iteration':
+    print(f'settings: layouts {args.layouts}, precisions {args.precisions}')
+    if 'iteration' not in args.skip:
         benchmark_iteration(args, device)
-    if args.skip != 'crop-drop':
+    if 'predict' not in args.skip:
+        benchmark_predict(args, device)
+    if 'crop-drop' not in args.skip:
         benchmark_crop_drop(args, device)
     print('\nload average after (1, 5, 15 min): %.2f %.2f %.2f' %
           os.getloadavg())

@@ -84,6 +84,10 @@ class CALClassifier(ImageClassifier):
                 "data_preprocessor=dict(type='AttentionCropDrop', ...) at the "
                 'top level of the config (tools/test.py --tta rebuilds the '
                 'model from the top-level one).')
+        if self.data_preprocessor.channels_last:
+            # Once, before weights are initialised or loaded: both write
+            # into the parameters in place and keep their layout.
+            self.to(memory_format=torch.channels_last)
         self.val_cfg = parse_views(val_cfg, 'val_cfg')
         self.test_cfg = parse_views(test_cfg, 'test_cfg')
         self.register_load_state_dict_pre_hook(self._check_checkpoint_shapes)

@@ -32,6 +32,11 @@ class AttentionCropDrop(ClsDataPreprocessor):
         drop_theta_range: the same for dropping.
         crop_padding_ratio: padding of training crops, as a fraction of the
             image size.
+        channels_last: emit batches in ``torch.channels_last`` memory
+            format; a :class:`CALClassifier` then converts its weights to
+            that format once, and crop, drop and the prediction views keep
+            it. Faster convolutions on most CPUs and on GPUs with mixed
+            precision.
         **kwargs: arguments of ``ClsDataPreprocessor`` (mean, std, to_rgb,
             batch_augments, ...).
     """
@@ -40,13 +45,23 @@ class AttentionCropDrop(ClsDataPreprocessor):
                  crop_theta_range: Sequence[float] = (0.4, 0.6),
                  drop_theta_range: Sequence[float] = (0.2, 0.5),
                  crop_padding_ratio: float = 0.1,
+                 channels_last: bool = False,
                  **kwargs):
         super().__init__(**kwargs)
+        self.channels_last = bool(channels_last)
         self.crop_theta_range = _check_range('crop_theta_range',
                                              crop_theta_range)
         self.drop_theta_range = _check_range('drop_theta_range',
                                              drop_theta_range)
         self.crop_padding_ratio = crop_padding_ratio
+
+    def forward(self, data: dict, training: bool = False) -> dict:
+        """``ClsDataPreprocessor.forward``, in channels_last if asked for."""
+        data = super().forward(data, training)
+        if self.channels_last:
+            data['inputs'] = data['inputs'].contiguous(
+                memory_format=torch.channels_last)
+        return data
 
     def crop(self, inputs: torch.Tensor, attention_maps: torch.Tensor,
              theta: Theta, padding_ratio: float) -> torch.Tensor:

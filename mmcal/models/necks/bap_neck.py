@@ -59,9 +59,13 @@ class BAPNeck(BaseModule):
 
     def counterfactual_maps(self, attention_maps: torch.Tensor) -> torch.Tensor:
         """Fake attention maps shaped like ``attention_maps``."""
+        # Drawn in the default layout whatever the maps' layout: rand_like
+        # fills memory in order, so channels_last maps would get other
+        # values at each position than the default layout's.
+        shape, device = attention_maps.shape, attention_maps.device
         if self.training and self.counterfactual == 'random':
-            return torch.rand_like(attention_maps, dtype=torch.float32) * 2
-        return torch.ones_like(attention_maps, dtype=torch.float32)
+            return torch.rand(shape, device=device) * 2
+        return torch.ones(shape, device=device)
 
     def forward(self, inputs: Tuple[torch.Tensor]) -> Tuple[torch.Tensor]:
         features = inputs[-1] if isinstance(inputs, (tuple, list)) else inputs

@@ -230,11 +230,25 @@ def crop_and_resize(inputs: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
         boxes: (B, 4) int64 ``(top, bottom, left, right)``, exclusive ends.
 
     Returns:
-        (B, C, H, W) crops in the input's dtype, as a transposed view
-        (the caller's torch.cat lays them out faster than a copy here).
+        (B, C, H, W) crops in the input's dtype, in channels_last memory
+        format when the input is; otherwise as a transposed view (the
+        caller's torch.cat lays them out faster than a copy here).
     """
     boxes = boxes.to(device=inputs.device, dtype=torch.long)
     top, bottom, left, right = boxes.unbind(dim=1)
+    if (inputs.is_contiguous(memory_format=torch.channels_last)
+            and not inputs.is_contiguous()):
+        # In memory (B, H, W, C): an image row is W * C contiguous values
+        # and a pixel C of them, so both passes run on views, without a
+        # copy, and the result is channels_last again.
+        batch_size, channels, height, width = inputs.shape
+        pixels = inputs.float().permute(0, 2, 3, 1)
+        crops = _resample_rows(
+            pixels.reshape(batch_size, 1, height, width * channels), top,
+            bottom)
+        crops = _resample_rows(
+            crops.view(batch_size, height, width, channels), left, right)
+        return crops.permute(0, 3, 1, 2).to(inputs.dtype)
     crops = _resample_rows(inputs.float(), top, bottom)
     crops = _resample_rows(crops.transpose(2, 3), left, right)
     return crops.transpose(2, 3).to(inputs.dtype)

@@ -1,7 +1,8 @@
-"""Plain per-sample reference computations of CAL / WS-DAN, for the tests.
+"""Plain per-sample reference computations of CAL / WS-DAN.
 
 Written from the method's description (BAP, WS-DAN's batch_augment loop),
-independently of mmcal's batched code.
+independently of mmcal's batched code. The crop and drop loops read each box
+back to the host with ``.item()``, as the reference training code does.
 """
 import math
 

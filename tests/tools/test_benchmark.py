@@ -1,0 +1,43 @@
+"""tools/analysis_tools/benchmark.py: contenders comparable, a smoke run."""
+import pytest
+import torch
+from mmpretrain.models import ResNet
+from tiny_training import load_tool
+
+
+@pytest.fixture(scope='module')
+def tool():
+    return load_tool('analysis_tools/benchmark.py')
+
+
+def test_reference_and_mmcal_backbones_have_output_stride_16(tool):
+    images = torch.randn(1, 3, 64, 64)
+    reference = tool.ReferenceCAL(18, 2, 3).eval()
+    cfg = tool.backbone_cfg(18)
+    assert cfg.pop('type') == 'ResNet'
+    backbone = ResNet(**cfg)
+    backbone.eval()  # ResNet.train returns None: no chaining
+    with torch.no_grad():
+        logits, _, features, maps = reference(images)
+        ours = backbone(images)[-1]
+    assert maps.shape == (1, 2, 4, 4) and ours.shape == (1, 512, 4, 4)
+    assert features.shape == (1, 2 * 512) and logits.shape == (1, 3)
+    assert reference.feature_center.shape == (3, 2 * 512)
+
+
+def test_smoke_run_prints_every_ratio(tool, capsys):
+    tool.main([
+        '--depth', '18', '--image-size', '32', '--batch-size', '2',
+        '--num-attentions', '2', '--num-classes', '3', '--repeats', '1',
+        '--warmup', '0', '--crop-batch-size', '2', '--crop-image-size', '32'
+    ])
+    out = capsys.readouterr().out
+    for line in [
+            'torch ', 'load average', 'ResNet-18 at output stride 16',
+            'mmcal (fp32, contiguous) / reference (fp32, contiguous): ',
+            'mmcal (fp32, channels_last) / plain (fp32, channels_last): ',
+            'mmcal (fp32, channels_last) / reference (fp32, contiguous): ',
+            'mmcal predict (fp32, channels_last) / plain predict',
+            'per-sample loop / batched augment: '
+    ]:
+        assert line in out, line
