@@ -23,7 +23,7 @@ import torch
 from mmengine.config import DictAction
 from mmengine.utils import ProgressBar
 
-from mmcal.apis import (build_test_pipeline, collect_images, image_loader,
+from mmcal.apis import (collect_images, image_loader, inference_pipeline,
                         init_classifier)
 from mmcal.utils import add_unsafe_load_argument
 from mmcal.utils.fileio import write_atomically
@@ -163,10 +163,10 @@ def format_predictions(names: List[str], scores: torch.Tensor,
 def main(argv: Optional[List[str]] = None) -> str:
     args = parse_args(argv)
     images = collect_images(args.input, args.img_root)
-    model, cfg = init_classifier(args.config, args.checkpoint, args.device,
-                                 args.cfg_options)
+    model = init_classifier(args.config, args.checkpoint, args.device,
+                            args.cfg_options)
     classes = (read_class_names(args.classes) if args.classes else
-               model.dataset_meta.get('classes'))
+               model._dataset_meta.get('classes'))
     num_classes = model.head.num_classes
     if not classes:
         raise ValueError(
@@ -180,7 +180,7 @@ def main(argv: Optional[List[str]] = None) -> str:
         views['crops'] = args.crops
     if args.flip is not None:
         views['flip'] = args.flip
-    loader = image_loader(images, build_test_pipeline(cfg), args.batch_size,
+    loader = image_loader(images, inference_pipeline(model), args.batch_size,
                           args.num_workers)
     scores = predict_scores(model, loader, views)
     names = [name for name, _ in images]

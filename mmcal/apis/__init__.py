@@ -1,8 +1,8 @@
 from .attention import attention_views, denormalize
-from .inference import (build_test_pipeline, collect_images, config_classes,
-                        image_loader, init_classifier)
+from .inference import (collect_images, config_classes, folder_images,
+                        image_loader, inference_pipeline, init_classifier)
 
 __all__ = [
-    'attention_views', 'denormalize', 'build_test_pipeline',
-    'collect_images', 'config_classes', 'image_loader', 'init_classifier'
+    'attention_views', 'denormalize', 'collect_images', 'config_classes',
+    'folder_images', 'image_loader', 'inference_pipeline', 'init_classifier'
 ]
