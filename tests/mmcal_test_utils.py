@@ -11,6 +11,7 @@ import os.path as osp
 
 import numpy as np
 import torch
+from mmengine.hooks import Hook
 from PIL import Image
 
 import mmcal  # noqa: F401
@@ -119,3 +120,11 @@ def mmengine_warnings():
         yield messages
     finally:
         logger.removeHandler(handler)
+
+
+class StopAfterFirstEpoch(Hook):
+    """Ends training after one epoch without touching the schedule (a
+    shorter ``max_epochs`` can leave a scheduler with ``begin == end``)."""
+
+    def after_train_epoch(self, runner):
+        runner.train_loop.stop_training = True

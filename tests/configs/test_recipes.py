@@ -3,10 +3,10 @@ import math
 
 import pytest
 import torch
-from mmengine.hooks import Hook
 from mmengine.runner import Runner
 from mmpretrain.registry import DATASETS
 
+from mmcal_test_utils import StopAfterFirstEpoch
 from mmcal.utils.config import load_config
 
 from .conftest import DATALOADERS, all_configs, dataloader_overrides
@@ -39,14 +39,6 @@ def test_datasets_build_on_generated_data(config, data_roots):
         assert tuple(sample['inputs'].shape) == (3, 64, 64), (config, loader)
         assert 0 <= sample['data_samples'].gt_label.item() < len(
             dataset.metainfo['classes'])
-
-
-class StopAfterFirstEpoch(Hook):
-    """Ends training after one epoch without touching the schedule (a
-    shorter ``max_epochs`` can leave a scheduler with ``begin == end``)."""
-
-    def after_train_epoch(self, runner):
-        runner.train_loop.stop_training = True
 
 
 @pytest.mark.parametrize('config', RECIPES)
