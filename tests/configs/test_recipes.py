@@ -33,6 +33,8 @@ def test_datasets_build_on_generated_data(config, data_roots):
     cfg = load_config(config)
     cfg.merge_from_dict(dataloader_overrides(cfg, data_roots))
     for loader in DATALOADERS:
+        if cfg.get(loader) is None:  # a final recipe without validation
+            continue
         dataset = DATASETS.build(cfg[loader].dataset)
         assert len(dataset) > 0, f'{config}: {loader} is empty'
         sample = dataset[0]
@@ -58,7 +60,8 @@ def test_recipe_trains_two_iterations_and_tests(config, data_roots,
     runner = Runner.from_cfg(cfg)
     runner.register_hook(StopAfterFirstEpoch())
     runner.train()
-    assert runner.iter == 2
+    # One epoch: 2 iterations, 5 for the final bird recipe's trainval.
+    assert runner.iter == len(runner.train_dataloader) in (2, 5)
     loss = runner.message_hub.get_scalar('train/loss').current()
     assert math.isfinite(loss)
     metrics = runner.test()
