@@ -5,6 +5,7 @@ on the path, and a module name of its own cannot clash with the ``conftest``
 modules of sub-folders.
 """
 import contextlib
+import importlib.util
 import logging
 import os
 import os.path as osp
@@ -17,6 +18,8 @@ from PIL import Image
 import mmcal  # noqa: F401
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 NUM_CLASSES = 3
 NUM_ATTENTIONS = 4
@@ -128,3 +131,13 @@ class StopAfterFirstEpoch(Hook):
 
     def after_train_epoch(self, runner):
         runner.train_loop.stop_training = True
+
+
+def load_tool(relative_path: str):
+    """Import a script under tools/ as a module."""
+    path = osp.join(ROOT, 'tools', relative_path)
+    name = 'tool_' + osp.splitext(relative_path)[0].replace('/', '_')
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
