@@ -5,17 +5,21 @@ on the path, and a module name of its own cannot clash with the ``conftest``
 modules of sub-folders.
 """
 import contextlib
+import importlib.util
 import logging
 import os
 import os.path as osp
 
 import numpy as np
 import torch
+from mmengine.hooks import Hook
 from PIL import Image
 
 import mmcal  # noqa: F401
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 NUM_CLASSES = 3
 NUM_ATTENTIONS = 4
@@ -145,3 +149,21 @@ def object_dtype_scalar():
     dtype = PickledAs(np.dtype, ('O8', False, True),
                       (3, '|', None, None, None, -1, -1, 0))
     return PickledAs(multiarray.scalar, (dtype, b'\x41' * 8))
+
+
+class StopAfterFirstEpoch(Hook):
+    """Ends training after one epoch without touching the schedule (a
+    shorter ``max_epochs`` can leave a scheduler with ``begin == end``)."""
+
+    def after_train_epoch(self, runner):
+        runner.train_loop.stop_training = True
+
+
+def load_tool(relative_path: str):
+    """Import a script under tools/ as a module."""
+    path = osp.join(ROOT, 'tools', relative_path)
+    name = 'tool_' + osp.splitext(relative_path)[0].replace('/', '_')
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

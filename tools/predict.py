@@ -23,8 +23,9 @@ import torch
 from mmengine.config import DictAction
 from mmengine.utils import ProgressBar
 
-from mmcal.apis import (build_test_pipeline, collect_images, image_loader,
+from mmcal.apis import (collect_images, image_loader, inference_pipeline,
                         init_classifier)
+from mmcal.models import CALClassifier
 from mmcal.utils import add_unsafe_load_argument
 from mmcal.utils.fileio import write_atomically
 
@@ -110,13 +111,15 @@ def read_class_names(path: str) -> List[str]:
 
 
 def predict_scores(model, loader, views: dict, progress: bool = True):
-    """(N, K) class probabilities of every image the loader yields."""
+    """(N, K) class probabilities of every image the loader yields;
+    ``views`` as CALClassifier's ``test_cfg``, None for other models."""
     scores = []
     bar = ProgressBar(len(loader.dataset)) if progress else None
     with torch.no_grad():
         for batch in loader:
             data = model.data_preprocessor(batch, False)
-            samples = model.predict(data['inputs'], views=views)
+            samples = (model.predict(data['inputs'], views=views)
+                       if views is not None else model.predict(data['inputs']))
             scores.append(torch.stack([s.pred_score for s in samples]).cpu())
             if bar is not None:
                 bar.update(len(samples))
@@ -163,10 +166,10 @@ def format_predictions(names: List[str], scores: torch.Tensor,
 def main(argv: Optional[List[str]] = None) -> str:
     args = parse_args(argv)
     images = collect_images(args.input, args.img_root)
-    model, cfg = init_classifier(args.config, args.checkpoint, args.device,
-                                 args.cfg_options)
+    model = init_classifier(args.config, args.checkpoint, args.device,
+                            args.cfg_options)
     classes = (read_class_names(args.classes) if args.classes else
-               model.dataset_meta.get('classes'))
+               model._dataset_meta.get('classes'))
     num_classes = model.head.num_classes
     if not classes:
         raise ValueError(
@@ -175,12 +178,20 @@ def main(argv: Optional[List[str]] = None) -> str:
     if len(classes) != num_classes:
         raise ValueError(f'{len(classes)} class names for a model with '
                          f'{num_classes} classes')
-    views = dict(model.test_cfg)
-    if args.crops is not None:
+    if not isinstance(model, CALClassifier):
+        # A plain mmpretrain classifier has one view.
+        if args.crops is not None or args.flip is not None:
+            raise ValueError(
+                f'--crops and --flip need a CALClassifier; {args.config} '
+                f'builds a {type(model).__name__}')
+        views = None
+    else:
+        views = dict(model.test_cfg)
+    if views is not None and args.crops is not None:
         views['crops'] = args.crops
-    if args.flip is not None:
+    if views is not None and args.flip is not None:
         views['flip'] = args.flip
-    loader = image_loader(images, build_test_pipeline(cfg), args.batch_size,
+    loader = image_loader(images, inference_pipeline(model), args.batch_size,
                           args.num_workers)
     scores = predict_scores(model, loader, views)
     names = [name for name, _ in images]

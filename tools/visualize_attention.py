@@ -19,7 +19,7 @@ import torch
 from mmengine.config import DictAction
 from PIL import Image
 
-from mmcal.apis import (build_test_pipeline, collect_images, image_loader,
+from mmcal.apis import (collect_images, image_loader, inference_pipeline,
                         init_classifier)
 from mmcal.utils import add_unsafe_load_argument
 from mmcal.visualization import attention_views, draw_attention_figure
@@ -50,10 +50,10 @@ def main(argv: Optional[List[str]] = None) -> List[str]:
     args = parse_args(argv)
     images = [item for source in args.images
               for item in collect_images(source)]
-    model, cfg = init_classifier(args.config, args.checkpoint, args.device,
-                                 args.cfg_options)
-    classes = model.dataset_meta.get('classes')
-    loader = image_loader(images, build_test_pipeline(cfg), args.batch_size)
+    model = init_classifier(args.config, args.checkpoint, args.device,
+                            args.cfg_options)
+    classes = model._dataset_meta.get('classes')
+    loader = image_loader(images, inference_pipeline(model), args.batch_size)
     os.makedirs(args.out_dir, exist_ok=True)
     written = []
     names = iter(name for name, _ in images)

@@ -1,7 +1,7 @@
-from .inference import (build_test_pipeline, collect_images, config_classes,
-                        image_loader, init_classifier)
+from .inference import (collect_images, config_classes, folder_images,
+                        image_loader, inference_pipeline, init_classifier)
 
 __all__ = [
-    'build_test_pipeline', 'collect_images', 'config_classes', 'image_loader',
-    'init_classifier'
+    'collect_images', 'config_classes', 'folder_images', 'image_loader',
+    'inference_pipeline', 'init_classifier'
 ]

@@ -1,4 +1,5 @@
-"""Loading a trained classifier and feeding it image files.
+"""Loading a trained classifier and feeding it image files, the way
+mmpretrain's ``get_model`` and ``ImageClassificationInferencer`` do.
 
 Shared by ``tools/predict.py`` and ``tools/visualize_attention.py``.
 """
@@ -25,31 +26,29 @@ def init_classifier(config: Union[str, Config],
                     checkpoint: str,
                     device: Union[str, torch.device] = 'cpu',
                     cfg_options: Optional[dict] = None):
-    """Build the model of a config and load a checkpoint strictly.
+    """``mmpretrain.apis.get_model`` with strict loading.
 
-    A checkpoint of another model fails with the keys at fault rather than
-    predicting with a half-loaded model. The class names are taken from the
-    checkpoint's ``meta.dataset_meta`` (written by the Runner), else from
-    the config's test data set (see :func:`config_classes`).
+    The model is built by ``get_model`` (so it carries ``_config`` and
+    ``_dataset_meta`` as mmpretrain's inferencers expect), then the
+    checkpoint is loaded strictly: a checkpoint of another model fails with
+    the keys at fault rather than predicting with a half-loaded model
+    (``get_model(pretrained=...)`` only warns). The class names are the
+    checkpoint's ``meta.dataset_meta`` (written by the Runner), else the
+    config's test data set's (see :func:`config_classes`), else those
+    ``get_model`` found.
 
     Returns:
-        ``(model, cfg)``: the model in eval mode on ``device`` with
-        ``model.dataset_meta`` set, and the config (options merged).
+        The model in eval mode on ``device``, with ``model._config`` (the
+        config, options merged) and ``model._dataset_meta`` set.
     """
-    import mmcal  # noqa: F401  (registers mmcal's models and loader)
-    from mmpretrain.registry import MODELS
+    from mmpretrain.apis import get_model
     cfg = (load_config(config)
            if isinstance(config, str) else copy.deepcopy(config))
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
-    # mmpretrain's tools take the top-level data preprocessor when the model
-    # has none.
-    cfg.model.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
-    with DefaultScope.overwrite_default_scope(
-            cfg.get('default_scope', 'mmpretrain')):
-        model = MODELS.build(cfg.model)
     if not osp.isfile(checkpoint):
         raise FileNotFoundError(f'Checkpoint file not found: {checkpoint}')
+    model = get_model(cfg, pretrained=False)
     loaded = load_checkpoint(
         model,
         checkpoint,
@@ -58,11 +57,11 @@ def init_classifier(config: Union[str, Config],
         revise_keys=[(r'^module\.', '')])
     dataset_meta = dict(loaded.get('meta', {}).get('dataset_meta') or {})
     if not dataset_meta.get('classes'):
-        classes = config_classes(cfg)
+        classes = config_classes(cfg) or model._dataset_meta.get('classes')
         if classes:
-            dataset_meta['classes'] = classes
-    model.dataset_meta = dataset_meta
-    return model.to(device).eval(), cfg
+            dataset_meta['classes'] = list(classes)
+    model._dataset_meta = dataset_meta
+    return model.to(device).eval()
 
 
 def config_classes(cfg: Config) -> Optional[List[str]]:
@@ -87,11 +86,21 @@ def config_classes(cfg: Config) -> Optional[List[str]]:
     return list(metainfo['classes']) if metainfo.get('classes') else None
 
 
-def build_test_pipeline(cfg: Config) -> Compose:
-    """The config's test pipeline, taking ``dict(img_path=...)``."""
-    with DefaultScope.overwrite_default_scope(
-            cfg.get('default_scope', 'mmpretrain')):
-        return Compose(cfg.test_dataloader.dataset.pipeline)
+def inference_pipeline(model) -> Compose:
+    """The pipeline of ``ImageClassificationInferencer(model)``, reading
+    ``dict(img_path=...)``.
+
+    The inferencer removes ``LoadImageFromFile`` from the config's test
+    pipeline and feeds loaded images; here the image is loaded first by
+    ``LoadImageSafely`` (errors name the file, every colour mode becomes
+    BGR), and a ``LoadImageSafely`` of the config's pipeline then keeps the
+    loaded image.
+    """
+    from mmpretrain.apis import ImageClassificationInferencer
+
+    from mmcal.datasets.transforms import LoadImageSafely
+    inferencer = ImageClassificationInferencer(model)
+    return Compose([LoadImageSafely(), inferencer.pipeline])
 
 
 def collect_images(source: str,
@@ -111,18 +120,12 @@ def collect_images(source: str,
         list's line), ``path`` the file to read.
     """
     if osp.isdir(source):
-        images = []
-        for folder, _, files in os.walk(source, followlinks=True):
-            for file in files:
-                if file.lower().endswith(IMAGE_EXTENSIONS):
-                    path = osp.join(folder, file)
-                    name = osp.relpath(path, source).replace(os.sep, '/')
-                    images.append((name, path))
+        images = folder_images(source)
         if not images:
             raise FileNotFoundError(
                 f'No images ({", ".join(IMAGE_EXTENSIONS)}) in folder '
                 f'{source}')
-        return sorted(images)
+        return images
     if not osp.isfile(source):
         raise FileNotFoundError(f'Input not found: {source}')
     if source.lower().endswith(IMAGE_EXTENSIONS):
@@ -135,12 +138,51 @@ def collect_images(source: str,
     return [(name, osp.join(root, name)) for name in names]
 
 
+def folder_images(folder: str) -> List[Tuple[str, str]]:
+    """``(name, path)`` of the images under ``folder``, each real file once.
+
+    Symbolic links are followed, but a folder whose real path was already
+    walked is not entered again (a link to ``.`` or to a parent would loop
+    forever, or list every image once per pass), and a file reached under
+    several names is listed once, under its first name in sorted order.
+    Names are relative to ``folder``, with ``/``.
+    """
+    seen_folders = set()
+    seen_files = set()
+    images = []
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        real_root = osp.realpath(root)
+        if real_root in seen_folders:
+            dirs[:] = []
+            continue
+        seen_folders.add(real_root)
+        # Sorted, so that which of two names of one file is kept does not
+        # depend on the file system's listing order.
+        dirs[:] = sorted(
+            name for name in dirs
+            if osp.realpath(osp.join(root, name)) not in seen_folders)
+        for file in sorted(files):
+            if not file.lower().endswith(IMAGE_EXTENSIONS):
+                continue
+            path = osp.join(root, file)
+            name = osp.relpath(path, folder).replace(os.sep, '/')
+            images.append((name, path))
+    unique = []
+    for name, path in sorted(images):
+        real_path = osp.realpath(path)
+        if real_path not in seen_files:
+            seen_files.add(real_path)
+            unique.append((name, path))
+    return unique
+
+
 class ImageFiles(Dataset):
     """Image files through a test pipeline; errors name the file.
 
     Args:
         images: ``(name, path)`` pairs.
-        pipeline: callable on ``dict(img_path=path)``.
+        pipeline: callable on ``dict(img_path=path)`` (see
+            :func:`inference_pipeline`).
     """
 
     def __init__(self, images: Sequence[Tuple[str, str]], pipeline):

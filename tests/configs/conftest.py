@@ -83,6 +83,6 @@ def dataloader_overrides(cfg, data_roots, size=64, batch_size=2,
         options['model.head.num_classes'] = GENERATED_CLASSES
         # Top-5 of 2 classes does not exist.
         for evaluator in ('val_evaluator', 'test_evaluator'):
-            if 'topk' in cfg.get(evaluator, {}):
+            if 'topk' in (cfg.get(evaluator) or {}):
                 options[f'{evaluator}.topk'] = (1, )
     return options

@@ -2,6 +2,8 @@
 with the tiny model in place of ResNet-152."""
 import os
 
+import pytest
+
 from mmcal_test_utils import tiny_model_cfg
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
@@ -46,3 +48,30 @@ def test_bird_recipe_keeps_best_checkpoint_and_plateau_reads_top1(
                    if name.endswith('.pth'))
     assert files == sorted([f'best_accuracy_top1_epoch_{best_epoch}.pth',
                             'epoch_2.pth', 'epoch_3.pth'])
+
+
+def test_bird_final_recipe_trains_on_all_labelled_images_without_val(
+        data_roots, tmp_path):
+    cfg = load_config('configs/cal_r152_birds_trainval.py')
+    cfg.merge_from_dict(dataloader_overrides(cfg, data_roots))
+    model = tiny_model_cfg(num_classes=GENERATED_CLASSES)
+    model.pop('data_preprocessor')
+    cfg.model = model
+    cfg.train_cfg.max_epochs = 2
+    cfg.param_scheduler.milestones = [1]
+    cfg.work_dir = str(tmp_path)
+    cfg.log_level = 'WARNING'
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+
+    # 2 classes x 5 labelled images: the validated recipe trains on 2 of
+    # each (3 held out), this one on all of them.
+    with open(f'{data_roots["birds"]}/training_labels.txt') as file:
+        labelled = sum(1 for line in file if line.strip())
+    assert len(runner.train_dataloader.dataset) == labelled == 10
+    assert runner.val_loop is None
+    # The lr cut replayed at the fixed epoch.
+    lr = runner.optim_wrapper.get_lr()['lr'][0]
+    assert lr == pytest.approx(1e-3 * 0.1)
+    assert sorted(name for name in os.listdir(tmp_path)
+                  if name.endswith('.pth')) == ['epoch_1.pth', 'epoch_2.pth']

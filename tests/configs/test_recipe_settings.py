@@ -102,3 +102,23 @@ def test_cub_recipe_syncs_every_batchnorm_when_distributed():
     }
     assert 'neck.attention.1' in norms
     assert set(norms.values()) == {torch.nn.SyncBatchNorm}
+
+
+def test_bird_resize_matches_pil_bilinear():
+    """The bird project resized PIL images (torchvision): the recipe's
+    Resize gives PIL's pixels, which OpenCV's bilinear does not."""
+    from PIL import Image
+    cfg = load_config(BIRDS_CONFIG)
+    rng = np.random.default_rng(0)
+    bgr = rng.integers(0, 256, (500, 410, 3), dtype=np.uint8)
+    expected = np.asarray(
+        Image.fromarray(bgr[..., ::-1]).resize((324, 324),
+                                               Image.BILINEAR))[..., ::-1]
+    for loader in ('train_dataloader', 'test_dataloader'):
+        resize, = [t for t in cfg[loader].dataset.pipeline
+                   if t['type'] == 'Resize']
+        out = TRANSFORMS.build(resize)(dict(img=bgr.copy()))['img']
+        np.testing.assert_array_equal(out, expected)
+    opencv = TRANSFORMS.build(dict(type='Resize', scale=(324, 324)))(
+        dict(img=bgr.copy()))['img']
+    assert np.abs(opencv.astype(int) - expected).max() > 10

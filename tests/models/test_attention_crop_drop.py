@@ -4,6 +4,7 @@ import torch
 from mmpretrain.models.utils import ClsDataPreprocessor
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
+from mmcal_test_utils import tiny_model_cfg
 
 from mmcal.models.data_preprocessors import AttentionCropDrop
 from mmcal.testing.reference_ops import reference_crop, reference_drop
@@ -35,13 +36,25 @@ def test_preprocesses_like_cls_data_preprocessor():
     assert ours['data_samples'] is data['data_samples']
 
 
-def test_accepts_batch_augments():
-    preprocessor = build(
-        num_classes=3,
-        batch_augments=dict(augments=dict(type='Mixup', alpha=1.0)))
-    assert preprocessor.batch_augments is not None
+@pytest.mark.parametrize('augments', [
+    dict(type='Mixup', alpha=1.0),
+    [dict(type='Mixup', alpha=0.8), dict(type='CutMix', alpha=1.0)],
+])
+def test_batch_augments_are_refused_with_the_reason(augments):
+    """Mixup/CutMix write gt_score; CAL's losses read gt_label only."""
+    with pytest.raises(ValueError, match='CAL does not support batch '
+                       r'augments.*gt_score.*gt_label'):
+        build(num_classes=3, batch_augments=dict(augments=augments))
     # ImageClassifier passes its train_cfg (None here) as batch_augments.
     assert build(batch_augments=None).batch_augments is None
+
+
+def test_classifier_train_cfg_augments_are_refused_at_build():
+    """The mmpretrain habit: model.train_cfg=dict(augments=[...])."""
+    cfg = tiny_model_cfg(
+        train_cfg=dict(augments=[dict(type='Mixup', alpha=1.0)]))
+    with pytest.raises(ValueError, match='does not support batch augments'):
+        MODELS.build(cfg)
 
 
 def test_crop_and_drop_match_reference_loop():

@@ -1,8 +1,10 @@
 """tools/predict.py: answer.txt, CSV and JSON outputs, views, bad images."""
+import contextlib
 import csv
 import json
 import os
 import os.path as osp
+import signal
 
 import pytest
 import torch
@@ -10,7 +12,7 @@ from PIL import Image
 
 from tiny_training import load_tool, trained_tiny_run
 
-from mmcal.apis import build_test_pipeline, init_classifier
+from mmcal.apis import inference_pipeline, init_classifier
 
 predict = load_tool('predict.py')
 
@@ -86,9 +88,9 @@ def test_view_overrides_match_hand_computed_logits(tiny_run, tmp_path):
     scores = {p['class']: p['score'] for p in read_json(out)['2.png']}
 
     # Raw view and flipped view only: mean of the two logits, softmax.
-    model, cfg = init_classifier(tiny_run.config, tiny_run.checkpoint)
+    model = init_classifier(tiny_run.config, tiny_run.checkpoint)
     data = model.data_preprocessor(
-        dict(inputs=[build_test_pipeline(cfg)(dict(img_path=image))
+        dict(inputs=[inference_pipeline(model)(dict(img_path=image))
                      ['inputs']]), False)
     with torch.no_grad():
         logits = (model(data['inputs'], mode='tensor') +
@@ -130,3 +132,58 @@ def test_bad_crops_argument_is_refused(capsys):
         predict.parse_args(['c.py', 'k.pth', 'x', '--out', 'a.txt',
                             '--crops', '0.3'])
     assert "'0.3'" in capsys.readouterr().err
+
+
+@contextlib.contextmanager
+def time_limit(seconds):
+    """Turn a hang into a failure."""
+    def stop(signum, frame):
+        raise TimeoutError(f'still running after {seconds} s')
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def looping_folder(root, tiny_run):
+    """Two images, two self-links and a link to the parent: walking it
+    with followlinks and no cycle check never ends."""
+    folder = root / 'loops'
+    (folder / 'sub').mkdir(parents=True)
+    for name, source in (('a.png', 'class_0/0.png'),
+                         ('sub/b.png', 'class_1/0.png')):
+        (folder / name).write_bytes(
+            open(osp.join(tiny_run.data_root, source), 'rb').read())
+    os.symlink('.', folder / 'self_1')
+    os.symlink('.', folder / 'self_2')
+    os.symlink('..', folder / 'sub' / 'up')
+    # One file under a second name: listed once.
+    os.symlink('a.png', folder / 'alias.png')
+    return folder
+
+
+@pytest.mark.parametrize('num_self_links', [1, 2])
+def test_symlink_loops_predict_each_real_file_once(tiny_run, tmp_path,
+                                                   num_self_links):
+    folder = looping_folder(tmp_path, tiny_run)
+    if num_self_links == 1:
+        os.remove(folder / 'self_2')
+    out = str(tmp_path / 'loops.json')
+    with time_limit(60):
+        predict.main([tiny_run.config, tiny_run.checkpoint, str(folder),
+                      '--out', out])
+    assert sorted(read_json(out)) == ['a.png', 'sub/b.png']
+
+
+def test_symlink_loops_draw_each_real_file_once(tiny_run, tmp_path):
+    folder = looping_folder(tmp_path, tiny_run)
+    with time_limit(60):
+        written = load_tool('visualize_attention.py').main(
+            [tiny_run.config, tiny_run.checkpoint, str(folder),
+             '--out-dir', str(tmp_path / 'vis')])
+    assert sorted(osp.basename(path) for path in written) == [
+        'a.png', 'sub_b.png']

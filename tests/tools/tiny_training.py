@@ -4,16 +4,15 @@ Not a conftest: a second ``conftest`` module would shadow ``tests/conftest``
 for the ``from mmcal_test_utils import ...`` of the other test modules.
 """
 import glob
-import importlib.util
 import os.path as osp
 from types import SimpleNamespace
 
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from mmcal_test_utils import tiny_runner_cfg, write_image_folder
+from mmcal_test_utils import (  # noqa: F401 (re-exported)
+    ROOT, load_tool, tiny_runner_cfg, write_image_folder)
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CLASSES = ['class_0', 'class_1', 'class_2']
 _RUN = {}
 
@@ -45,13 +44,3 @@ def trained_tiny_run(tmp_path_factory) -> SimpleNamespace:
             json_log=json_logs[0],
             classes=CLASSES)
     return _RUN['run']
-
-
-def load_tool(relative_path: str):
-    """Import a script under tools/ as a module."""
-    path = osp.join(ROOT, 'tools', relative_path)
-    name = 'tool_' + osp.splitext(relative_path)[0].replace('/', '_')
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module

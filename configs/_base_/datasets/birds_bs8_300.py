@@ -14,9 +14,13 @@ data_preprocessor = dict(
     std=[0.13271 * 255, 0.12794 * 255, 0.17289 * 255],
     to_rgb=True)
 
+# The bird project resized PIL images with torchvision (PIL's bilinear
+# filter, which widens its support when shrinking); mmcv's default OpenCV
+# backend samples 2x2 pixels and aliases on the downscale, so the resizes
+# use Pillow to see the images the project's models saw.
 train_pipeline = [
     dict(type='LoadImageSafely'),
-    dict(type='Resize', scale=(324, 324)),
+    dict(type='Resize', scale=(324, 324), backend='pillow'),
     # Angle uniform in [-20, 20] degrees: a magnitude uniform in [0, 20]
     # ('inf' std), negated with probability 0.5; nearest-neighbour with a
     # black border, like torchvision's RandomRotation(20).
@@ -37,7 +41,7 @@ train_pipeline = [
 
 test_pipeline = [
     dict(type='LoadImageSafely'),
-    dict(type='Resize', scale=(324, 324)),
+    dict(type='Resize', scale=(324, 324), backend='pillow'),
     dict(type='CenterCrop', crop_size=300),
     dict(type='PackInputs'),
 ]

@@ -34,6 +34,29 @@ def pil_to_bgr(image: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(rgb[..., ::-1])
 
 
+def check_loaded(img) -> np.ndarray:
+    """An already-loaded image -> (H, W, 3) uint8 BGR.
+
+    Args:
+        img: (H, W), (H, W, 1), (H, W, 3) BGR or (H, W, 4) BGRA uint8 array.
+    """
+    if not isinstance(img, np.ndarray):
+        raise TypeError('LoadImageSafely: results["img"] must be a numpy '
+                        f'array, got {type(img).__name__}')
+    if img.dtype != np.uint8:
+        raise TypeError('LoadImageSafely: results["img"] must be uint8 '
+                        f'(0-255 BGR), got dtype {img.dtype}')
+    if img.ndim == 2:
+        img = img[..., None]
+    if img.ndim != 3 or img.shape[2] not in (1, 3, 4) or 0 in img.shape:
+        raise ValueError('LoadImageSafely: results["img"] must be (H, W), '
+                         '(H, W, 1), (H, W, 3) or (H, W, 4), got shape '
+                         f'{tuple(img.shape)}')
+    if img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    return np.ascontiguousarray(img[..., :3])
+
+
 @TRANSFORMS.register_module()
 class LoadImageSafely(BaseTransform):
     """Load an image as (H, W, 3) uint8 BGR, naming the file when it fails.
@@ -48,6 +71,13 @@ class LoadImageSafely(BaseTransform):
     A missing file raises ``FileNotFoundError``, an empty, truncated,
     corrupt or over-large (Pillow's ``Image.MAX_IMAGE_PIXELS``) one raises
     ``OSError``; both name the path.
+
+    An image that is already loaded (``results['img']``, as mmpretrain's
+    ``ImageClassificationInferencer`` and ``inference_model`` pass it: they
+    remove only ``LoadImageFromFile`` from the test pipeline) is kept if it
+    is a uint8 array: (H, W) and (H, W, 1) become 3 equal channels, (H, W,
+    4) loses its alpha channel; anything else raises ``TypeError`` or
+    ``ValueError`` naming the dtype or shape (see :func:`check_loaded`).
 
     Args:
         skip_broken: instead of raising, warn, count the image as skipped and
@@ -88,6 +118,16 @@ class LoadImageSafely(BaseTransform):
                           f'{type(error).__name__}: {error}') from None
 
     def transform(self, results: dict) -> Optional[dict]:
+        if results.get('img') is not None:
+            img = check_loaded(results['img'])
+            results['img'] = img
+            results['img_shape'] = img.shape[:2]
+            results.setdefault('ori_shape', img.shape[:2])
+            return results
+        if 'img_path' not in results:
+            raise KeyError('LoadImageSafely needs the key img_path (a file '
+                           'to read) or img (an image already loaded); got '
+                           f'the keys {", ".join(sorted(results))}')
         path = results['img_path']
         try:
             img = self.read(path)

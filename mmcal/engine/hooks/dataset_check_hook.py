@@ -1,10 +1,13 @@
+import logging
 from typing import Optional
 
 import numpy as np
 from mmengine.dataset import BaseDataset
 from mmengine.hooks import Hook
+from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
+from torch.utils.data import Dataset
 
 # How many faulty samples an error lists before summarising the rest.
 MAX_LISTED = 5
@@ -125,18 +128,32 @@ class DatasetCheckHook(Hook):
     empty split fail at once, naming the dataset, file and value, instead of
     as a device-side assertion hours into a run. It reads annotations only,
     never images or the model's tensors.
+
+    A loader whose ``dataset`` is not a PyTorch ``Dataset`` is skipped, with
+    an info message: tools such as mmpretrain's ``vis_scheduler.py`` run a
+    Runner over a stand-in (a ``MagicMock``) to trace the schedule, and
+    there is no data to check.
     """
 
     priority = 'VERY_HIGH'
 
+    def _check(self, loop, split: str, num_classes: Optional[int]) -> None:
+        dataset = getattr(loop.dataloader, 'dataset', None)
+        if not isinstance(dataset, Dataset):
+            print_log(
+                f'DatasetCheckHook: the {split} loader holds no dataset '
+                f'({type(dataset).__name__}); nothing to check',
+                logger='current',
+                level=logging.INFO)
+            return
+        check_dataset(dataset, split, num_classes)
+
     def before_train(self, runner) -> None:
         num_classes = model_num_classes(runner.model)
-        check_dataset(runner.train_loop.dataloader.dataset, 'train',
-                      num_classes)
+        self._check(runner.train_loop, 'train', num_classes)
         if runner.val_loop is not None:
-            check_dataset(runner.val_loop.dataloader.dataset, 'val',
-                          num_classes)
+            self._check(runner.val_loop, 'val', num_classes)
 
     def before_test(self, runner) -> None:
-        check_dataset(runner.test_loop.dataloader.dataset, 'test',
-                      model_num_classes(runner.model))
+        self._check(runner.test_loop, 'test',
+                    model_num_classes(runner.model))

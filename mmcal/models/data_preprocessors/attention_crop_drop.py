@@ -1,4 +1,4 @@
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 from mmpretrain.models.utils import ClsDataPreprocessor
@@ -38,7 +38,12 @@ class AttentionCropDrop(ClsDataPreprocessor):
             it. Faster convolutions on most CPUs and on GPUs with mixed
             precision.
         **kwargs: arguments of ``ClsDataPreprocessor`` (mean, std, to_rgb,
-            batch_augments, ...).
+            ...). Batch augments (Mixup, CutMix, ...; ``batch_augments`` or
+            the classifier's ``train_cfg=dict(augments=...)``) are refused:
+            they mix images and write soft labels to ``gt_score``, while
+            every CAL loss term and the feature-centre update read the hard
+            ``gt_label``, so training would silently learn the unmixed
+            labels of mixed images.
     """
 
     def __init__(self,
@@ -46,7 +51,17 @@ class AttentionCropDrop(ClsDataPreprocessor):
                  drop_theta_range: Sequence[float] = (0.2, 0.5),
                  crop_padding_ratio: float = 0.1,
                  channels_last: bool = False,
+                 batch_augments: Optional[dict] = None,
                  **kwargs):
+        if batch_augments:
+            raise ValueError(
+                'CAL does not support batch augments (Mixup, CutMix, ...): '
+                f'got {batch_augments!r} (from model.train_cfg or '
+                'data_preprocessor.batch_augments). They write soft labels '
+                'to gt_score, but CALHead\'s losses and its feature-centre '
+                'update read the hard gt_label, so the model would learn '
+                'the wrong labels of mixed images. Remove the augments.')
+        # ImageClassifier passes its train_cfg (None without augments).
         super().__init__(**kwargs)
         self.channels_last = bool(channels_last)
         self.crop_theta_range = _check_range('crop_theta_range',

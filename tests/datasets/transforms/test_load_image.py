@@ -188,3 +188,58 @@ def test_skip_broken_warns_counts_and_returns_none(tmp_path):
     assert str(empty) in messages[0] and '1 skipped so far' in messages[0]
     assert osp.join(str(tmp_path), 'gone.png') in messages[1]
     assert '2 skipped so far' in messages[1]
+
+
+def test_already_loaded_image_is_kept():
+    """mmpretrain's inferencer passes the image, not its path."""
+    img = np.random.default_rng(0).integers(0, 255, (5, 7, 3), np.uint8)
+    results = LoadImageSafely()(
+        dict(img=img, img_shape=(5, 7), ori_shape=(5, 7)))
+    np.testing.assert_array_equal(results['img'], img)
+    assert results['img_shape'] == (5, 7)
+    assert results['ori_shape'] == (5, 7)
+
+
+@pytest.mark.parametrize('shape', [(5, 7), (5, 7, 1), (5, 7, 4)])
+def test_already_loaded_image_becomes_three_channels(shape):
+    img = np.random.default_rng(0).integers(0, 255, shape, np.uint8)
+    out = LoadImageSafely()(dict(img=img))['img']
+    assert out.shape == (5, 7, 3) and out.dtype == np.uint8
+    grey_or_bgr = img.reshape(5, 7, -1)
+    expected = (np.repeat(grey_or_bgr, 3, axis=2)
+                if grey_or_bgr.shape[2] == 1 else grey_or_bgr[..., :3])
+    np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize('img, error, match', [
+    (np.zeros((4, 4, 3), np.float32), TypeError, 'dtype float32'),
+    (np.zeros((4, 4, 2), np.uint8), ValueError, r'shape \(4, 4, 2\)'),
+    (np.zeros((0, 4, 3), np.uint8), ValueError, r'shape \(0, 4, 3\)'),
+    ([[0, 1], [2, 3]], TypeError, 'numpy array, got list'),
+])
+def test_bad_loaded_image_is_refused_with_its_fault(img, error, match):
+    with pytest.raises(error, match=match):
+        LoadImageSafely()(dict(img=img))
+
+
+def test_neither_path_nor_image_names_the_keys():
+    with pytest.raises(KeyError, match='img_path.*got the keys img_shape'):
+        LoadImageSafely()(dict(img_shape=(3, 3)))
+
+
+def test_inferencer_pipeline_keeps_loaded_image_and_safeties(tmp_path):
+    """A shipped-style test pipeline through mmpretrain's inferencer
+    pipeline handling: an array goes through, a bad file is still named."""
+    cfg = [dict(type='LoadImageSafely'), dict(type='PackInputs')]
+    from mmcv.transforms import Compose
+    from mmpretrain.datasets import remove_transform
+    pipeline = Compose(
+        [TRANSFORMS.build(t) for t in remove_transform(cfg,
+                                                      'LoadImageFromFile')])
+    img = np.full((6, 6, 3), 9, np.uint8)
+    packed = pipeline(dict(img=img, img_shape=(6, 6), ori_shape=(6, 6)))
+    assert tuple(packed['inputs'].shape) == (3, 6, 6)
+    path = tmp_path / 'empty.jpg'
+    path.write_bytes(b'')
+    with pytest.raises(OSError, match='empty'):
+        pipeline(dict(img_path=str(path)))

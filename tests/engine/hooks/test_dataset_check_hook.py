@@ -2,6 +2,7 @@
 import copy
 
 import pytest
+import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
@@ -125,3 +126,38 @@ def test_valid_data_trains(tmp_path):
     runner = checked_runner(cfg)
     runner.train()
     assert runner.iter == 1
+
+
+def test_runner_without_data_is_left_alone(data_root, tmp_path):
+    """mmpretrain's vis_scheduler.py trains over a list with a MagicMock
+    dataset to trace the schedule: nothing to check, nothing to refuse."""
+    from unittest.mock import MagicMock
+
+    from mmengine.model import BaseModel
+
+    class FakeLoader(list):
+        dataset = MagicMock(metainfo=None)
+
+    class Model(BaseModel):
+
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, *args, **kwargs):
+            return dict(loss=self.weight.sum())
+
+        def train_step(self, data, optim_wrapper):
+            return dict()
+
+    runner = Runner(
+        model=Model(),
+        work_dir=str(tmp_path / 'work'),
+        train_dataloader=FakeLoader(range(2)),
+        train_cfg=dict(by_epoch=True, max_epochs=1),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1)),
+        custom_hooks=[dict(type='DatasetCheckHook')],
+        default_scope='mmpretrain',
+        experiment_name='no_data')
+    runner.train()
+    assert runner.iter == 2
