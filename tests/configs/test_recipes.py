@@ -41,6 +41,15 @@ def test_datasets_build_on_generated_data(config, data_roots):
             dataset.metainfo['classes'])
 
 
+@pytest.mark.parametrize('config', all_configs())
+def test_cub_layout_is_read_by_the_checked_reader(config):
+    """mmpretrain's CUB parser accepts duplicate ids and unknown split
+    values silently: no shipped config may use it."""
+    cfg = load_config(config)
+    types = {cfg[loader].dataset.type for loader in DATALOADERS}
+    assert types <= {'CheckedCUB', 'CUBFolder', 'BirdSet'}, (config, types)
+
+
 class StopAfterFirstEpoch(Hook):
     """Ends training after one epoch without touching the schedule (a
     shorter ``max_epochs`` can leave a scheduler with ``begin == end``)."""
