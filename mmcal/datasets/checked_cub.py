@@ -14,9 +14,8 @@ SPLIT_FLAGS = {'train': '1', 'test': '0'}
 
 def _split_pair(path: str, number: int, line: str,
                 expected: str) -> Tuple[str, str]:
-    """``'<key> <value>'`` split at the first run of whitespace: the value
-    may contain spaces (CUB's image names may, in other copies of the
-    set)."""
+    """``'<key> <value>'`` split at the first run of whitespace, so that a
+    value (an image or class name) may contain spaces."""
     fields = line.split(None, 1)
     if len(fields) != 2:
         raise ValueError(f'{path}:{number}: expected "{expected}", got '
