@@ -12,3 +12,7 @@ model = dict(
         _delete_=True, type='CALHead', num_classes=200,
         in_channels=32 * 2048))
 data_preprocessor = dict(type='AttentionCropDrop')
+# mmcal's CUB reader: mmpretrain's CUB with its annotation files checked.
+train_dataloader = dict(dataset=dict(type='CheckedCUB'))
+val_dataloader = dict(dataset=dict(type='CheckedCUB'))
+test_dataloader = dict(dataset=dict(type='CheckedCUB'))

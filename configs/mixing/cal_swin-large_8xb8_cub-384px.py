@@ -11,3 +11,7 @@ model = dict(
         _delete_=True, type='CALHead', num_classes=200,
         in_channels=32 * 1536))
 data_preprocessor = dict(type='AttentionCropDrop')
+# mmcal's CUB reader: mmpretrain's CUB with its annotation files checked.
+train_dataloader = dict(dataset=dict(type='CheckedCUB'))
+val_dataloader = dict(dataset=dict(type='CheckedCUB'))
+test_dataloader = dict(dataset=dict(type='CheckedCUB'))

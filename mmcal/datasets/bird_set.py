@@ -6,14 +6,7 @@ import numpy as np
 from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 
-
-def _read_lines(path: str) -> List[Tuple[int, str]]:
-    """Non-empty lines of a text file with their 1-based line numbers."""
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'Bird set file not found: {path}')
-    with open(path) as file:
-        return [(number, line.strip()) for number, line in enumerate(file, 1)
-                if line.strip()]
+from .annotation_file import read_annotation_lines
 
 
 def _check_unique(path: str, number: int, name: str, seen: Dict[str, int],
@@ -96,7 +89,7 @@ class BirdSet(BaseDataset):
     @staticmethod
     def _read_classes(path: str) -> Tuple[str, ...]:
         seen: Dict[str, int] = {}
-        for number, name in _read_lines(path):
+        for number, name in read_annotation_lines(path):
             if len(name.split()) != 1:
                 raise ValueError(f'{path}:{number}: a class name must not '
                                  f'contain spaces, got {name!r}')
@@ -108,7 +101,7 @@ class BirdSet(BaseDataset):
         labels = {name: label for label, name in enumerate(self.CLASSES)}
         seen: Dict[str, int] = {}
         samples = []
-        for number, line in _read_lines(path):
+        for number, line in read_annotation_lines(path):
             fields = line.split()
             if len(fields) != 2:
                 raise ValueError(f'{path}:{number}: expected "<file name> '
@@ -148,7 +141,7 @@ class BirdSet(BaseDataset):
         path = osp.join(self.data_root, 'testing_img_order.txt')
         seen: Dict[str, int] = {}
         samples = []
-        for number, line in _read_lines(path):
+        for number, line in read_annotation_lines(path):
             if len(line.split()) != 1:
                 raise ValueError(
                     f'{path}:{number}: expected one file name, got {line!r}')

@@ -6,12 +6,13 @@ import os.path as osp
 import pytest
 
 from mmcal.datasets import write_bird_set, write_synthetic_birds
+from mmcal.datasets.synthetic import class_names
 from mmcal.utils.config import DATALOADERS
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG_ROOT = osp.join(REPO_ROOT, 'configs')
 # Dataset types of the configs and the generated layout each one reads.
-CUB_LAYOUT_TYPES = ('CUB', 'CUBFolder')
+CUB_LAYOUT_TYPES = ('CheckedCUB', 'CUBFolder')
 BIRD_SET_TYPES = ('BirdSet', )
 GENERATED_CLASSES = 2
 
@@ -64,6 +65,11 @@ def dataloader_overrides(cfg, data_roots, size=64, batch_size=2,
         prefix = f'{loader}.dataset.'
         options[prefix + 'data_root'] = data_root_for(dataset.type,
                                                       data_roots)
+        if dataset.type == 'CheckedCUB':
+            # CheckedCUB declares CUB's 200 species and refuses a folder
+            # with another number of classes.
+            options[prefix + 'metainfo.classes'] = class_names(
+                GENERATED_CLASSES)
         for index, transform in enumerate(dataset.pipeline):
             if 'scale' in transform:
                 options[f'{prefix}pipeline.{index}.scale'] = (size + 8,
@@ -74,15 +80,13 @@ def dataloader_overrides(cfg, data_roots, size=64, batch_size=2,
         options[f'{loader}.num_workers'] = 0
         options[f'{loader}.persistent_workers'] = False
     head = cfg.get('model', {}).get('head', {})
-    if 'num_classes' in head and any(
-            cfg[loader].dataset.type not in ('CUB', ) for loader in loaders
-            if cfg.get(loader)):
-        # The generated sets have GENERATED_CLASSES classes (mmpretrain's
-        # CUB always declares its 200 species); DatasetCheckHook refuses a
-        # head of another size.
+    if 'num_classes' in head:
+        # The generated sets have GENERATED_CLASSES classes;
+        # DatasetCheckHook refuses a head of another size.
         options['model.head.num_classes'] = GENERATED_CLASSES
-        # Top-5 of 2 classes does not exist.
+        # Top-5 of 2 classes does not exist (for the loaders in use).
         for evaluator in ('val_evaluator', 'test_evaluator'):
-            if 'topk' in (cfg.get(evaluator) or {}):
+            loader = evaluator.replace('evaluator', 'dataloader')
+            if loader in loaders and 'topk' in (cfg.get(evaluator) or {}):
                 options[f'{evaluator}.topk'] = (1, )
     return options

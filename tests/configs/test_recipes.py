@@ -7,9 +7,9 @@ from mmengine.runner import Runner
 from mmpretrain.registry import DATASETS
 
 from mmcal_test_utils import StopAfterFirstEpoch
-from mmcal.utils.config import load_config
+from mmcal.utils.config import DATALOADERS, load_config
 
-from .conftest import DATALOADERS, all_configs, dataloader_overrides
+from .conftest import all_configs, dataloader_overrides
 
 MIXING_PREFIX = 'configs/mixing/'
 # Input pixels per attention-map cell: the bird project's plain ResNet-152
@@ -41,6 +41,15 @@ def test_datasets_build_on_generated_data(config, data_roots):
         assert tuple(sample['inputs'].shape) == (3, 64, 64), (config, loader)
         assert 0 <= sample['data_samples'].gt_label.item() < len(
             dataset.metainfo['classes'])
+
+
+@pytest.mark.parametrize('config', all_configs())
+def test_cub_layout_is_read_by_the_checked_reader(config):
+    """mmpretrain's CUB parser accepts duplicate ids and unknown split
+    values silently: no shipped config may use it."""
+    cfg = load_config(config)
+    types = {cfg[loader].dataset.type for loader in DATALOADERS}
+    assert types <= {'CheckedCUB', 'CUBFolder', 'BirdSet'}, (config, types)
 
 
 @pytest.mark.parametrize('config', RECIPES)

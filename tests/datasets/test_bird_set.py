@@ -121,3 +121,36 @@ def test_bad_arguments(bird_root):
         BirdSet(data_root=root, split='train', val_per_class=5)
     with pytest.raises(FileNotFoundError, match='classes.txt'):
         BirdSet(data_root=osp.join(root, 'nowhere'))
+
+
+@pytest.mark.parametrize('file_name', ['classes.txt', 'training_labels.txt'])
+def test_non_utf8_byte_names_file_and_line(bird_root, tmp_path, file_name):
+    root = _copy(bird_root[0], tmp_path)
+    lines = (root / file_name).read_bytes().splitlines(keepends=True)
+    # A Latin-1 'e' with acute accent, as an editor in another encoding
+    # would write it, in the second line.
+    lines[1] = lines[1].replace(b'0', b'\xe9', 1)
+    (root / file_name).write_bytes(b''.join(lines))
+    with pytest.raises(ValueError,
+                       match=rf"{file_name}:2: not UTF-8 text \(byte "
+                       r"b'\\xe9' at column \d+\)"):
+        BirdSet(data_root=str(root), split='trainval')
+
+
+def test_byte_order_mark_crlf_and_blank_lines_are_tolerated(
+        bird_root, tmp_path):
+    root = _copy(bird_root[0], tmp_path)
+    for file_name in ('classes.txt', 'training_labels.txt',
+                      'testing_img_order.txt'):
+        text = (root / file_name).read_text()
+        (root / file_name).write_bytes(
+            b'\xef\xbb\xbf' + text.replace('\n', '\r\n\r\n').encode())
+    expected = BirdSet(data_root=bird_root[0], split='trainval')
+    for split in ('trainval', 'test'):
+        dataset = BirdSet(data_root=str(root), split=split)
+        assert dataset.CLASSES == CLASSES
+        assert len(dataset) == (15 if split == 'trainval' else 4)
+    trainval = BirdSet(data_root=str(root), split='trainval')
+    assert _names(trainval) == _names(expected)
+    assert trainval.get_gt_labels().tolist() == (
+        expected.get_gt_labels().tolist())

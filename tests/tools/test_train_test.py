@@ -1,4 +1,5 @@
 """The train/test CLIs end to end on a tiny model: round trip, resume, errors."""
+import glob
 import json
 import os
 import os.path as osp
@@ -129,24 +130,30 @@ def test_checkpoint_of_another_model_is_refused(trained, tmp_path):
     assert 'head.fc.bias' in result.stderr
 
 
-def test_two_process_launch_on_cpu(trained, tmp_path):
+def test_two_process_launch_on_cpu_with_validation(trained, tmp_path):
     """tools/dist_train.sh's torchrun launch works on a machine without a
-    GPU (gloo), splitting each epoch between the two ranks."""
+    GPU (gloo), splitting each epoch between the two ranks and validating
+    after it."""
     work = str(tmp_path / 'ddp')
     env = dict(os.environ, OMP_NUM_THREADS='1')
     result = subprocess.run(
         [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
          f'--master_port={free_port()}', osp.join(ROOT, 'tools', 'train.py'),
-         trained['config'], '--work-dir', work, '--launcher', 'pytorch',
-         # Validation under gloo aborted one run in six on a loaded CPU
-         # ("terminate called without an active exception"), not yet
-         # explained; training alone has not failed.
-         '--no-validate'],
-        capture_output=True, text=True, env=env, timeout=300)
+         trained['config'], '--work-dir', work, '--launcher', 'pytorch'],
+        # mmengine gathers validation results in ./.dist_test.
+        cwd=str(tmp_path), capture_output=True, text=True, env=env,
+        timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     checkpoint = load_checkpoint_file(osp.join(work, 'epoch_1.pth'))
     # 12 images over 2 ranks of batch 4: 2 iterations per epoch.
     assert checkpoint['meta']['iter'] == 2
+    scalars, = glob.glob(osp.join(work, '*', 'vis_data', 'scalars.json'))
+    with open(scalars) as file:
+        logged = [json.loads(line) for line in file]
+    # One validation over all 12 images (6 per rank), gathered on rank 0.
+    top1, = [entry['accuracy/top1'] for entry in logged
+             if 'accuracy/top1' in entry]
+    assert top1 * 12 / 100 == pytest.approx(round(top1 * 12 / 100))
 
 
 def test_load_from_restores_trained_weights(trained, tmp_path):

@@ -1,6 +1,7 @@
 # CUB-200-2011 as in the CAL paper: 512 x 512 resize, random 448 crop,
 # horizontal flip and colour jitter; testing on a centre 448 crop.
-dataset_type = 'CUB'
+# mmcal's CheckedCUB: mmpretrain's CUB with its annotation files checked.
+dataset_type = 'CheckedCUB'
 data_root = 'data/CUB_200_2011'
 
 # ImageNet statistics (RGB, 0-255), those of the pretrained backbone.

@@ -12,6 +12,14 @@ from PIL import Image, ImageOps
 # Modes whose pixels are integers wider than 8 bits (PIL opens 16-bit PNG and
 # TIFF greyscale as these); they are scaled, not clipped, to 8 bits.
 WIDE_INTEGER_MODES = ('I', 'I;16', 'I;16B', 'I;16L', 'I;16N')
+DEFAULT_MAX_PIXELS = 50_000_000
+
+
+def _cannot_read(path: str, data: bytes, error: Exception) -> OSError:
+    # Pillow raises many types for unknown formats, truncated data, corrupt
+    # headers and decompression bombs; the path is what the user needs.
+    return OSError(f'Cannot read image {path} ({len(data)} bytes): '
+                   f'{type(error).__name__}: {error}')
 
 
 def pil_to_bgr(image: Image.Image) -> np.ndarray:
@@ -68,9 +76,12 @@ class LoadImageSafely(BaseTransform):
     channels (see :func:`pil_to_bgr`). EXIF orientation is applied, as
     OpenCV does.
 
-    A missing file raises ``FileNotFoundError``, an empty, truncated,
-    corrupt or over-large (Pillow's ``Image.MAX_IMAGE_PIXELS``) one raises
-    ``OSError``; both name the path.
+    A missing file raises ``FileNotFoundError``, an empty, truncated or
+    corrupt one raises ``OSError``; both name the path. An image of more
+    than ``max_pixels`` pixels raises ``OSError`` naming the path, its size
+    and the limit before it is decoded: the size is read from the header, so
+    a small file claiming a huge image (a decompression bomb) costs no
+    memory.
 
     An image that is already loaded (``results['img']``, as mmpretrain's
     ``ImageClassificationInferencer`` and ``inference_model`` pass it: they
@@ -86,13 +97,21 @@ class LoadImageSafely(BaseTransform):
             prediction for every image, and mmengine refuses ``None`` there.
         backend_args: arguments of the mmengine file backend (e.g. for
             object storage), as in ``LoadImageFromFile``.
+        max_pixels: the largest width x height read. The default, 50
+            megapixels, is above a 48 MP camera photo and about half of
+            Pillow's own decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``,
+            which still applies); decoding it costs about 0.5 GB.
     """
 
     def __init__(self,
                  skip_broken: bool = False,
-                 backend_args: Optional[dict] = None):
+                 backend_args: Optional[dict] = None,
+                 max_pixels: int = DEFAULT_MAX_PIXELS):
+        if max_pixels < 1:
+            raise ValueError(f'max_pixels must be positive, got {max_pixels}')
         self.skip_broken = skip_broken
         self.backend_args = backend_args
+        self.max_pixels = max_pixels
         # Per process: each dataloader worker counts its own skips.
         self.num_skipped = 0
 
@@ -106,16 +125,22 @@ class LoadImageSafely(BaseTransform):
             raise OSError(f'Cannot read image {path}: the file is empty '
                           '(0 bytes)')
         try:
-            with Image.open(io.BytesIO(data)) as image:
-                image.load()
-                image = ImageOps.exif_transpose(image)
-                return pil_to_bgr(image)
+            # Opening reads the header only; load() decodes the pixels.
+            image = Image.open(io.BytesIO(data))
         except Exception as error:
-            # Pillow raises many types for unknown formats, truncated data,
-            # corrupt headers and over-large images; the path is what the
-            # user needs.
-            raise OSError(f'Cannot read image {path} ({len(data)} bytes): '
-                          f'{type(error).__name__}: {error}') from None
+            raise _cannot_read(path, data, error) from None
+        with image:
+            width, height = image.size
+            if width * height > self.max_pixels:
+                raise OSError(
+                    f'Refused image {path}: {width}x{height} = '
+                    f'{width * height} pixels is above the limit of '
+                    f'{self.max_pixels} (LoadImageSafely max_pixels)')
+            try:
+                image.load()
+                return pil_to_bgr(ImageOps.exif_transpose(image))
+            except Exception as error:
+                raise _cannot_read(path, data, error) from None
 
     def transform(self, results: dict) -> Optional[dict]:
         if results.get('img') is not None:
@@ -148,4 +173,5 @@ class LoadImageSafely(BaseTransform):
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(skip_broken={self.skip_broken}, '
-                f'backend_args={self.backend_args})')
+                f'backend_args={self.backend_args}, '
+                f'max_pixels={self.max_pixels})')

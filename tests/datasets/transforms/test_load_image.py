@@ -1,6 +1,9 @@
 """LoadImageSafely: every colour mode to 3-channel BGR, broken files named."""
+import json
 import logging
 import os.path as osp
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -165,6 +168,84 @@ def test_image_over_pillow_pixel_limit_is_named(tmp_path, monkeypatch):
     with pytest.raises(OSError, match='DecompressionBombError') as e:
         load(path)
     assert str(path) in str(e.value)
+
+
+@pytest.fixture(scope='module')
+def bomb(tmp_path_factory):
+    """A 9500 x 9500 black PNG: about 90 KB on disk, 90 megapixels (270 MB
+    as BGR); just above Pillow's own limit, which only warns there."""
+    path = tmp_path_factory.mktemp('bomb') / 'bomb.png'
+    Image.new('L', (9500, 9500)).save(path)
+    assert path.stat().st_size < 200_000
+    assert 9500 * 9500 < 2 * Image.MAX_IMAGE_PIXELS
+    return str(path)
+
+
+def test_image_over_max_pixels_is_refused_naming_path_size_and_limit(bomb):
+    with pytest.raises(OSError) as e:
+        load(bomb)
+    assert str(e.value) == (
+        f'Refused image {bomb}: 9500x9500 = 90250000 pixels is above the '
+        'limit of 50000000 (LoadImageSafely max_pixels)')
+    assert LoadImageSafely(skip_broken=True)(dict(img_path=bomb)) is None
+
+
+def test_max_pixels_is_inclusive_and_configurable(tmp_path):
+    path = tmp_path / 'small.png'
+    Image.new('RGB', (100, 50)).save(path)
+    assert load(path, max_pixels=5000).shape == (50, 100, 3)
+    with pytest.raises(OSError, match=r'100x50 = 5000 pixels is above the '
+                       'limit of 4999'):
+        load(path, max_pixels=4999)
+    with pytest.raises(ValueError, match='max_pixels must be positive'):
+        LoadImageSafely(max_pixels=0)
+    assert 'max_pixels=4999' in repr(LoadImageSafely(max_pixels=4999))
+
+
+MEASURE_PEAK = """
+import json, re, sys
+from mmcal.datasets.transforms import LoadImageSafely
+
+def resident_kb(field):
+    with open('/proc/self/status') as status:
+        return int(re.search(field + r':\\s+(\\d+) kB', status.read())[1])
+
+def grown_mb(path):
+    # Linux: writing 5 to clear_refs resets the peak (VmHWM) to the
+    # current resident size.
+    with open('/proc/self/clear_refs', 'w') as clear_refs:
+        clear_refs.write('5')
+    before = resident_kb('VmRSS')
+    try:
+        LoadImageSafely()(dict(img_path=path))
+        outcome = 'decoded'
+    except OSError as error:
+        outcome = str(error)
+    return dict(mb=(resident_kb('VmHWM') - before) / 1024, outcome=outcome)
+
+print(json.dumps([grown_mb(path) for path in sys.argv[1:]]))
+"""
+
+
+def test_refused_image_is_never_decoded(bomb, tmp_path):
+    """Peak memory of a fresh process: refusing the 90-megapixel file costs
+    nothing, while decoding a 16-megapixel one (the control: the
+    measurement sees a decode) costs over 100 MB (the bomb's decode costs
+    about 0.9 GB)."""
+    control = tmp_path / 'control.png'
+    Image.new('L', (4000, 4000)).save(control)
+    result = subprocess.run(
+        [sys.executable, '-c', MEASURE_PEAK, bomb,
+         str(control)],
+        capture_output=True,
+        text=True,
+        timeout=300)
+    assert result.returncode == 0, result.stderr
+    refused, decoded = json.loads(result.stdout.splitlines()[-1])
+    assert refused['outcome'].startswith('Refused image')
+    assert refused['mb'] < 20, refused
+    assert decoded['outcome'] == 'decoded'
+    assert decoded['mb'] > 100, decoded
 
 
 def test_skip_broken_warns_counts_and_returns_none(tmp_path):

@@ -1,0 +1,41 @@
+"""Reading the text annotation files of data sets, with ``file:line``
+errors."""
+import codecs
+from typing import List, Tuple
+
+from mmengine import fileio
+
+
+def read_annotation_lines(path: str) -> List[Tuple[int, str]]:
+    """The non-blank lines of a UTF-8 text file, stripped, with their
+    1-based line numbers.
+
+    Tolerates what editors and other systems leave in such files: a leading
+    UTF-8 byte-order mark, CRLF (or CR) line ends, blank lines and trailing
+    spaces. ``path`` may be any location mmengine's file backends read.
+
+    Raises:
+        FileNotFoundError: naming ``path`` when it does not exist.
+        ValueError: ``path:line`` of the first line that is not UTF-8.
+    """
+    try:
+        data = fileio.get(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f'Annotation file not found: {path}') from None
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8):]
+    lines = []
+    # Lines are split as bytes so that a bad byte is reported on its own
+    # line (bytes.splitlines splits at \n, \r\n and \r only).
+    for number, raw in enumerate(data.splitlines(), 1):
+        try:
+            line = raw.decode('utf-8').strip()
+        except UnicodeDecodeError as error:
+            raise ValueError(
+                f'{path}:{number}: not UTF-8 text (byte '
+                f'{raw[error.start:error.start + 1]!r} at column '
+                f'{error.start + 1}); save the file as UTF-8') from None
+        if line:
+            lines.append((number, line))
+    return lines
