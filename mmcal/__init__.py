@@ -1,17 +1,15 @@
 """mmcal: Counterfactual Attention Learning for MMPretrain.
 
 Importing the package registers its models, hooks and datasets into
-MMPretrain's registries and makes checkpoint loading and saving safe (see
-:mod:`mmcal.utils.checkpoint`).
+MMPretrain's registries, and applies :mod:`mmcal.runtime.patches`: every
+checkpoint source loads safely and checkpoints are saved atomically.
 """
-import warnings
+from .runtime import apply_mmengine_patches
 
-# mmcv-lite lacks the compiled ops; mmpretrain's models never use the one
-# this warning is about.
-warnings.filterwarnings(
-    'ignore', message='Fail to import ``MultiScaleDeformableAttention``')
+# Before mmpretrain is imported: one patch silences a warning of its import.
+apply_mmengine_patches()
 
-from . import datasets, engine, models, utils  # noqa: F401
-from .version import __version__
+from . import datasets, engine, models, visualization  # noqa: E402,F401
+from .version import __version__  # noqa: E402
 
 __all__ = ['__version__']

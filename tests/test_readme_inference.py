@@ -9,7 +9,7 @@ from mmengine.runner import Runner
 
 from mmcal_test_utils import StopAfterFirstEpoch
 from mmcal.datasets import write_synthetic_birds
-from mmcal.utils.config import load_config
+from mmcal.runtime.runner import load_config
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = 'configs/cal_r18_synthetic-birds.py'

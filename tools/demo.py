@@ -25,7 +25,7 @@ import time
 from typing import List, Sequence
 
 from mmcal.datasets.synthetic import DEMO_SET, ensure_synthetic_birds
-from mmcal.utils.config import DATALOADERS
+from mmcal.runtime.runner import DATALOADERS
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PLAIN_CONFIG = osp.join(ROOT, 'configs', 'synthetic',
@@ -47,7 +47,9 @@ def ensure_data(data_root: str) -> None:
 def data_root_options(data_root: str) -> List[str]:
     """``--cfg-options`` pointing every loader of a config at
     ``data_root``."""
-    return [f'{loader}.dataset.data_root={data_root}' for loader in DATALOADERS]
+    return [
+        f'{loader}.dataset.data_root={data_root}' for loader in DATALOADERS
+    ]
 
 
 def backbone_init_options(checkpoint: str) -> List[str]:

@@ -26,8 +26,8 @@ from mmengine.utils import ProgressBar
 from mmcal.apis import (collect_images, image_loader, inference_pipeline,
                         init_classifier)
 from mmcal.models import CALClassifier
-from mmcal.utils import add_unsafe_load_argument
-from mmcal.utils.fileio import write_atomically
+from mmcal.runtime import add_unsafe_load_argument
+from mmcal.runtime.atomic_save import write_atomically
 
 FORMATS = ('txt', 'csv', 'json')
 

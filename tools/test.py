@@ -12,9 +12,9 @@ import mmengine
 from mmengine.config import DictAction
 from mmengine.evaluator import DumpResults
 
-from mmcal.utils import add_unsafe_load_argument
-from mmcal.utils.config import (build_runner, load_config,
-                                set_dataloader_defaults, set_work_dir)
+from mmcal.runtime import add_unsafe_load_argument
+from mmcal.runtime.runner import (build_runner, load_config,
+                                  set_dataloader_defaults, set_work_dir)
 
 
 def parse_args(argv=None):

@@ -8,9 +8,9 @@ import os
 
 from mmengine.config import DictAction
 
-from mmcal.utils import add_unsafe_load_argument, find_resume_checkpoint
-from mmcal.utils.config import (build_runner, load_config,
-                                set_dataloader_defaults, set_work_dir)
+from mmcal.runtime import add_unsafe_load_argument, find_resume_checkpoint
+from mmcal.runtime.runner import (build_runner, load_config,
+                                  set_dataloader_defaults, set_work_dir)
 
 
 def parse_args(argv=None):

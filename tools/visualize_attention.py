@@ -21,7 +21,7 @@ from PIL import Image
 
 from mmcal.apis import (collect_images, image_loader, inference_pipeline,
                         init_classifier)
-from mmcal.utils import add_unsafe_load_argument
+from mmcal.runtime import add_unsafe_load_argument
 from mmcal.visualization import attention_views, draw_attention_figure
 
 

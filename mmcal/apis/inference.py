@@ -16,7 +16,7 @@ from mmengine.registry import DefaultScope
 from mmengine.runner import load_checkpoint
 from torch.utils.data import DataLoader, Dataset
 
-from mmcal.utils.config import load_config
+from mmcal.runtime.runner import load_config
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',
                     '.tiff', '.webp')

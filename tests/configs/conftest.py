@@ -7,7 +7,7 @@ import pytest
 
 from mmcal.datasets import write_bird_set, write_synthetic_birds
 from mmcal.datasets.synthetic import class_names
-from mmcal.utils.config import DATALOADERS
+from mmcal.runtime.runner import DATALOADERS
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG_ROOT = osp.join(REPO_ROOT, 'configs')

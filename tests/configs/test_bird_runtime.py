@@ -8,7 +8,7 @@ from mmcal_test_utils import tiny_model_cfg
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
-from mmcal.utils.config import load_config
+from mmcal.runtime.runner import load_config
 
 from .conftest import GENERATED_CLASSES, dataloader_overrides
 

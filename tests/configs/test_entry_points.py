@@ -23,7 +23,7 @@ from mmpretrain.apis import (ImageClassificationInferencer, get_model,
                              inference_model)
 
 from mmcal_test_utils import StopAfterFirstEpoch, load_tool
-from mmcal.utils.config import load_config
+from mmcal.runtime.runner import load_config
 
 from .conftest import all_configs, dataloader_overrides
 

@@ -6,7 +6,7 @@ import os.path as osp
 import pytest
 from mmengine.runner import Runner
 
-from mmcal.utils.config import load_config
+from mmcal.runtime.runner import load_config
 
 from .conftest import REPO_ROOT, all_configs, dataloader_overrides
 

@@ -4,7 +4,7 @@ import torchvision
 from mmengine.runner import checkpoint as mmengine_checkpoint
 from mmpretrain.registry import MODELS
 
-from mmcal.utils.config import load_config
+from mmcal.runtime.runner import load_config
 
 # torchvision's ImageNet classifier: the backbone has no place for it.
 TORCHVISION_CLASSIFIER_KEYS = {'fc.weight', 'fc.bias'}

@@ -13,7 +13,7 @@ from mmengine.optim import OptimWrapper
 from mmengine.runner import Runner
 from mmpretrain.registry import MODELS, PARAM_SCHEDULERS, TRANSFORMS
 
-from mmcal.utils.config import load_config
+from mmcal.runtime.runner import load_config
 
 CUB_CONFIG = 'configs/cal_r101_cub_448.py'
 BIRDS_CONFIG = 'configs/cal_r152_birds.py'

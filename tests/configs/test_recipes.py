@@ -7,7 +7,7 @@ from mmengine.runner import Runner
 from mmpretrain.registry import DATASETS
 
 from mmcal_test_utils import StopAfterFirstEpoch
-from mmcal.utils.config import DATALOADERS, load_config
+from mmcal.runtime.runner import DATALOADERS, load_config
 
 from .conftest import all_configs, dataloader_overrides
 

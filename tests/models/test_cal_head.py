@@ -10,7 +10,7 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 from mmcal.models.heads import feature_center_update
-from mmcal.utils.checkpoint import load_checkpoint_file
+from mmcal.runtime.checkpoint_loading import load_checkpoint_file
 
 NUM_CLASSES, DIM = 3, 4
 

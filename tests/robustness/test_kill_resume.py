@@ -16,7 +16,7 @@ from mmengine.runner import Runner
 from cli_tools import load_tool, start_python
 from mmcal_test_utils import tiny_runner_cfg, write_image_folder
 
-from mmcal.utils import load_checkpoint_file
+from mmcal.runtime import load_checkpoint_file
 
 # 12 images in batches of 4: 3 iterations an epoch, so the checkpoints of
 # iterations 2, 4, 8, ... fall in the middle of an epoch.

@@ -9,8 +9,8 @@ from mmpretrain.registry import MODELS
 from tiny_training import ROOT, load_tool
 
 from mmcal_test_utils import tiny_model_cfg
-from mmcal.utils import load_checkpoint_file
-from mmcal.utils.config import load_config
+from mmcal.runtime import load_checkpoint_file
+from mmcal.runtime.runner import load_config
 
 converter = load_tool('model_converters/cal_to_mmcal.py')
 

@@ -4,7 +4,7 @@ import os.path as osp
 import pytest
 
 from mmcal.datasets import write_synthetic_birds
-from mmcal.utils.config import DATALOADERS
+from mmcal.runtime.runner import DATALOADERS
 from tiny_training import load_tool
 
 

@@ -13,7 +13,7 @@ from mmengine.config import Config
 
 from mmcal_test_utils import tiny_runner_cfg, write_image_folder
 
-from mmcal.utils import load_checkpoint_file
+from mmcal.runtime import load_checkpoint_file
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -159,7 +159,7 @@ def test_two_process_launch_on_cpu_with_validation(trained, tmp_path):
 def test_load_from_restores_trained_weights(trained, tmp_path):
     from mmengine.runner import Runner
 
-    from mmcal.utils.config import load_config
+    from mmcal.runtime.runner import load_config
     saved = osp.join(trained['work'], 'epoch_1.pth')
     cfg = load_config(trained['config'])
     cfg.work_dir = str(tmp_path)

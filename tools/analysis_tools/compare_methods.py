@@ -46,7 +46,7 @@ from torchvision.ops import box_convert
 
 from mmcal.datasets.synthetic import DEMO_SET, ensure_synthetic_birds
 from mmcal.models.utils import upsample_guide
-from mmcal.utils.config import DATALOADERS, build_runner, load_config
+from mmcal.runtime.runner import DATALOADERS, build_runner, load_config
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 PLAIN_CONFIG = osp.join(ROOT, 'configs', 'synthetic',

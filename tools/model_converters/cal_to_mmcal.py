@@ -27,7 +27,7 @@ from mmengine.runner.checkpoint import save_checkpoint
 from mmpretrain.models.backbones import ResNet
 from mmpretrain.models.backbones.resnet import BasicBlock, Bottleneck
 
-from mmcal.utils import load_checkpoint_file
+from mmcal.runtime import load_checkpoint_file
 
 # Positions of the backbone's modules in the reference's nn.Sequential.
 STEM = {'0': 'conv1', '1': 'bn1'}

@@ -6,6 +6,7 @@ from .writing import (DEMO_SET, ensure_synthetic_birds, write_bird_set,
                       write_synthetic_birds)
 
 __all__ = [
-    'DEMO_SET', 'ensure_synthetic_birds', 'PART_NAMES', 'PART_OPTIONS', 'Species', 'class_names', 'draw_bird_image',
-    'make_species', 'write_bird_set', 'write_synthetic_birds'
+    'DEMO_SET', 'PART_NAMES', 'PART_OPTIONS', 'Species', 'class_names',
+    'draw_bird_image', 'ensure_synthetic_birds', 'make_species',
+    'write_bird_set', 'write_synthetic_birds'
 ]

@@ -205,8 +205,8 @@ def _part_polygons(species: Species, colours: Dict[str, tuple],
     polygons.append(('wing', _ellipse(*WING), wing))
     bar = species.option('wing_bar')
     bar_colour = PART_COLOURS[bar[0]] if bar else wing
-    bands = ((0.1, 0.3), ) if not bar or bar[1] == 1 else ((-0.1, 0.1),
-                                                          (0.3, 0.5))
+    bands = (((0.1, 0.3), ) if not bar or bar[1] == 1 else
+             ((-0.1, 0.1), (0.3, 0.5)))
     for low, high in bands:
         polygons.append(('wing_bar', _band(*WING, low, high), bar_colour))
     ring = species.option('eye_ring')
@@ -262,4 +262,3 @@ def draw_bird_image(species: Species, rng: np.random.Generator, size: int
     bird_box = np.concatenate([allpoints.min(0), allpoints.max(0)]).clip(
         0, size)
     return image, bird_box, part_boxes
-

@@ -2,46 +2,17 @@ import logging
 from typing import Optional
 
 import numpy as np
-from mmengine.dataset import BaseDataset
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmpretrain.registry import HOOKS
 from torch.utils.data import Dataset
 
+from mmcal.datasets.dataset_errors import (describe_dataset,
+                                           empty_dataset_message)
+
 # How many faulty samples an error lists before summarising the rest.
 MAX_LISTED = 5
-
-
-def describe_dataset(dataset) -> str:
-    """Type and source files of a dataset, for error messages."""
-    sources = [
-        f'{name}={value!r}'
-        for name in ('data_root', 'ann_file', 'data_prefix')
-        if (value := getattr(dataset, name, None))
-    ]
-    return f'{type(dataset).__name__}({", ".join(sources)})'
-
-
-def empty_dataset_message(dataset, split: str = '') -> str:
-    split = f'{split} ' if split else ''
-    return (f'The {split}dataset {describe_dataset(dataset)} is empty: check '
-            'its annotation file, folder and split')
-
-
-_serialize_data = BaseDataset._serialize_data
-
-
-def _serialize_nonempty_data(self):
-    """mmengine packs the sample list when a dataset is built (the
-    default ``serialize_data=True``) and fails on an empty one with numpy's
-    'need at least one array to concatenate', before any hook runs."""
-    if not self.data_list:
-        raise ValueError(empty_dataset_message(self))
-    return _serialize_data(self)
-
-
-BaseDataset._serialize_data = _serialize_nonempty_data
 
 
 def model_num_classes(model) -> Optional[int]:

@@ -1,17 +1,13 @@
 import argparse
-import os
-import os.path as osp
 
 import numpy as np
 import pytest
 import torch
-from mmengine.fileio import get_file_backend
 from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.runner.checkpoint import _load_checkpoint
 
-from mmcal.utils import (UNSAFE_LOAD_ENV, add_unsafe_load_argument,
-                         find_resume_checkpoint, load_checkpoint_file,
-                         unsafe_load_allowed)
+from mmcal.runtime import (UNSAFE_LOAD_ENV, add_unsafe_load_argument,
+                           load_checkpoint_file, unsafe_load_allowed)
 from mmcal_test_utils import shell_payload
 
 
@@ -144,52 +140,6 @@ def test_truncated_checkpoint_is_named(tmp_path, keep):
     with pytest.raises(RuntimeError, match='truncated') as error:
         load_checkpoint_file(cut)
     assert cut in str(error.value)
-
-
-def test_local_backend_put_is_atomic(tmp_path, monkeypatch):
-    target = str(tmp_path / 'ckpt' / 'latest.pth')
-    backend = get_file_backend(target)
-    backend.put(b'first', target)
-
-    def fail_midway(fd):
-        raise OSError('disk full')
-
-    # A write that fails leaves the previous file and no temporary file.
-    with monkeypatch.context() as patch:
-        patch.setattr(os, 'fsync', fail_midway)
-        with pytest.raises(OSError, match='disk full'):
-            backend.put(b'second', target)
-    with open(target, 'rb') as file:
-        assert file.read() == b'first'
-    assert os.listdir(osp.dirname(target)) == ['latest.pth']
-    backend.put(b'second', target)
-    with open(target, 'rb') as file:
-        assert file.read() == b'second'
-
-
-def test_resume_checkpoint_follows_last_checkpoint(tmp_path):
-    for name in ('epoch_1.pth', 'epoch_2.pth'):
-        (tmp_path / name).write_bytes(b'x')
-    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'epoch_1.pth'))
-    assert find_resume_checkpoint(str(tmp_path)) == str(tmp_path /
-                                                        'epoch_1.pth')
-
-
-@pytest.mark.parametrize('pointer', ['', 'gone.pth', None])
-def test_resume_checkpoint_survives_a_broken_pointer(tmp_path, pointer):
-    older, newer = tmp_path / 'iter_2.pth', tmp_path / 'iter_4.pth'
-    older.write_bytes(b'x')
-    newer.write_bytes(b'x')
-    os.utime(older, (1, 1))
-    (tmp_path / '.iter_6.pth.abc.tmp').write_bytes(b'half')
-    if pointer is not None:
-        (tmp_path / 'last_checkpoint').write_text(
-            str(tmp_path / pointer) if pointer else '')
-    assert find_resume_checkpoint(str(tmp_path)) == str(newer)
-
-
-def test_resume_checkpoint_of_a_new_work_dir_is_none(tmp_path):
-    assert find_resume_checkpoint(str(tmp_path / 'fresh')) is None
 
 
 @pytest.mark.parametrize('value', ['1', 'true', 'TRUE', 'Yes', 'on'])

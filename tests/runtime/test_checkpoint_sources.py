@@ -16,8 +16,8 @@ from mmengine.runner.checkpoint import (CheckpointLoader, get_external_models,
                                         get_mmcls_models,
                                         get_torchvision_models)
 
-from mmcal.utils import UNSAFE_LOAD_ENV, hub_cache_path
-from mmcal.utils import checkpoint_sources
+from mmcal.runtime import UNSAFE_LOAD_ENV, hub_cache_path
+from mmcal.runtime import checkpoint_sources
 from mmcal_test_utils import shell_payload
 
 

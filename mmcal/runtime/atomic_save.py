@@ -1,9 +1,16 @@
-"""Writing files so that readers never see half of them."""
+"""Writing files so that readers never see half of them.
+
+Checkpoints are saved through :class:`AtomicLocalBackend`, which
+:mod:`mmcal.runtime.patches` registers as mmengine's local backend: a
+process killed while saving leaves the previous checkpoint intact.
+"""
 import os
 import os.path as osp
 import tempfile
 from pathlib import Path
 from typing import Union
+
+from mmengine.fileio import LocalBackend
 
 
 def write_atomically(data: Union[bytes, str], path: Union[str, Path]) -> None:
@@ -26,3 +33,11 @@ def write_atomically(data: Union[bytes, str], path: Union[str, Path]) -> None:
         if osp.exists(temporary):
             os.remove(temporary)
         raise
+
+
+class AtomicLocalBackend(LocalBackend):
+    """mmengine's local file backend, whose ``put`` (the one write of a
+    checkpoint save) replaces the file atomically."""
+
+    def put(self, obj: bytes, filepath: Union[str, Path]) -> None:
+        write_atomically(obj, filepath)

@@ -15,7 +15,7 @@ from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.runner.checkpoint import CheckpointLoader
 from numpy._core import multiarray
 
-from mmcal.utils.safe_unpickling import PLAIN_DTYPES
+from mmcal.runtime.safe_unpickling import PLAIN_DTYPES
 from mmcal_test_utils import PickledAs, object_dtype_scalar
 
 

@@ -3,10 +3,12 @@
 mmengine resolves ``torchvision://``, ``open-mmlab://``, ``mmcls://`` and
 ``http(s)://`` names to files that torch's download helper unpickles with
 ``weights_only=False``, and reads ``pavi://`` and ``s3://`` files with its
-own ``torch.load``. Each scheme is registered again here (mmengine keeps
-one loader per prefix): the name is resolved and the file downloaded as
-mmengine does, into the same cache, and then read only by
-:func:`mmcal.utils.checkpoint.load_checkpoint_from`.
+own ``torch.load``. :data:`SCHEMES` holds a loader for each of mmengine's
+prefixes, local paths included, which :mod:`mmcal.runtime.patches`
+registers in their place (mmengine keeps one loader per prefix): the name
+is resolved and the file downloaded as mmengine does, into the same cache,
+and then read only by
+:func:`mmcal.runtime.checkpoint_loading.load_checkpoint_from`.
 """
 import io
 import logging
@@ -19,14 +21,14 @@ import torch
 from mmengine.dist import get_dist_info
 from mmengine.fileio import get_file_backend
 from mmengine.logging import print_log
-from mmengine.runner.checkpoint import (CheckpointLoader, _get_mmengine_home,
+from mmengine.runner.checkpoint import (_get_mmengine_home,
                                         _process_mmcls_checkpoint,
                                         get_deprecated_model_names,
                                         get_external_models,
                                         get_mmcls_models,
                                         get_torchvision_models)
 
-from .checkpoint import load_checkpoint_from
+from .checkpoint_loading import load_checkpoint_file, load_checkpoint_from
 
 URL_PREFIXES = ('http://', 'https://')
 
@@ -42,6 +44,10 @@ def _download_once(url: str, path: str) -> None:
         os.makedirs(osp.dirname(path), exist_ok=True)
         # download_url_to_file writes a temporary file and renames it.
         torch.hub.download_url_to_file(url, path, progress=os.isatty(0))
+
+
+def load_from_local(filename, map_location=None):
+    return load_checkpoint_file(filename, map_location)
 
 
 def load_from_http(url: str, map_location=None):
@@ -119,6 +125,7 @@ def load_from_ceph(filename, map_location=None):
 # loaders rather than sit beside them. The names follow mmengine's
 # ``load_from_<source>``, which its log line shortens to ``<source>``.
 SCHEMES = {
+    ('', ): load_from_local,
     URL_PREFIXES: load_from_http,
     ('modelzoo://', 'torchvision://'): load_from_torchvision,
     ('open-mmlab://', 'openmmlab://'): load_from_openmmlab,
@@ -126,6 +133,3 @@ SCHEMES = {
     ('pavi://', ): load_from_pavi,
     (r'(\S+\:)?s3://', r'(\S+\:)?petrel://'): load_from_ceph,
 }
-
-for _prefixes, _loader in SCHEMES.items():
-    CheckpointLoader.register_scheme(list(_prefixes), _loader, force=True)

@@ -1,4 +1,4 @@
-"""Safe loading and atomic writing of checkpoints.
+"""Safe loading of checkpoints.
 
 PyTorch >= 2.6 unpickles checkpoints with ``weights_only=True``: only
 tensors, containers and allow-listed globals are rebuilt, so a file crafted
@@ -8,17 +8,13 @@ without allow-listing the objects its own Runner writes (the message hub's
 its URL loaders unpickle downloaded files with ``weights_only=False``.
 
 mmcal loads every checkpoint, from any source (see
-:mod:`mmcal.utils.checkpoint_sources`), with :func:`load_checkpoint_file`:
+:mod:`mmcal.runtime.checkpoint_sources`), with :func:`load_checkpoint_from`:
 weights-only unpickling with exactly those objects allowed, through the
-stand-ins of :mod:`mmcal.utils.safe_unpickling`. Files holding anything
+stand-ins of :mod:`mmcal.runtime.safe_unpickling`. Files holding anything
 else are refused with an error naming the file and the offending global.
 Loading such a file unsafely is an explicit opt-in: the ``--unsafe-load``
 flag of mmcal's tools, or ``MMCAL_UNSAFE_LOAD=1`` in the environment, for
 files you trust.
-
-Saving goes through mmengine's local file backend, replaced here by one that
-writes to a temporary file in the same folder and renames it into place, so
-a process killed while saving leaves the previous file intact.
 """
 import argparse
 import io
@@ -27,13 +23,10 @@ import os.path as osp
 import pickle
 import re
 from pathlib import Path
-from typing import Optional, Union
+from typing import Union
 
 import torch
-from mmengine.fileio import LocalBackend, register_backend
-from mmengine.runner.checkpoint import CheckpointLoader
 
-from .fileio import write_atomically
 from .safe_unpickling import checkpoint_safe_globals, restore_arrays
 
 UNSAFE_LOAD_ENV = 'MMCAL_UNSAFE_LOAD'
@@ -119,40 +112,6 @@ def load_checkpoint_file(filename: Union[str, Path], map_location=None):
     if not osp.isfile(filename):
         raise FileNotFoundError(f'Checkpoint file not found: {filename}')
     return load_checkpoint_from(filename, filename, map_location)
-
-
-@CheckpointLoader.register_scheme(prefixes='', force=True)
-def load_from_local(filename, map_location):
-    return load_checkpoint_file(filename, map_location)
-
-
-@register_backend('local', prefixes='', force=True)
-class AtomicLocalBackend(LocalBackend):
-    """mmengine's local backend whose ``put`` replaces files atomically."""
-
-    def put(self, obj: bytes, filepath: Union[str, Path]) -> None:
-        write_atomically(obj, filepath)
-
-
-def find_resume_checkpoint(work_dir: str) -> Optional[str]:
-    """The checkpoint ``--resume`` without a path continues from.
-
-    mmengine follows ``work_dir/last_checkpoint``, a file it writes
-    non-atomically after each save. When that file is missing, empty or
-    points to a file that is gone (a kill at the wrong moment), the newest
-    ``*.pth`` in ``work_dir`` is taken instead of failing.
-    """
-    pointer = osp.join(work_dir, 'last_checkpoint')
-    if osp.isfile(pointer):
-        with open(pointer) as file:
-            named = file.read().strip()
-        if named and osp.isfile(named):
-            return named
-    candidates = [
-        osp.join(work_dir, name) for name in os.listdir(work_dir)
-        if name.endswith('.pth')
-    ] if osp.isdir(work_dir) else []
-    return max(candidates, key=osp.getmtime, default=None)
 
 
 class _AllowUnsafeLoad(argparse.Action):
