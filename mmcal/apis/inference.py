@@ -1,8 +1,12 @@
-"""Loading a trained classifier and feeding it image files.
+"""Loading a trained classifier, feeding it image files, writing predictions.
 
-Shared by ``tools/predict.py`` and ``tools/visualize_attention.py``.
+Shared by ``tools/predict.py``, ``tools/visualize_attention.py`` and
+``tools/deployment/onnx_predict.py``.
 """
 import copy
+import csv
+import io
+import json
 import os
 import os.path as osp
 from typing import List, Optional, Sequence, Tuple, Union
@@ -169,3 +173,48 @@ def image_loader(images: Sequence[Tuple[str, str]], pipeline,
         shuffle=False,
         num_workers=num_workers,
         collate_fn=pseudo_collate)
+
+
+def format_predictions(names: List[str], scores: torch.Tensor,
+                       classes: List[str], fmt: str, topk: int) -> str:
+    """The text of a prediction file.
+
+    Args:
+        names: the image names, in output order.
+        scores: (N, K) class probabilities.
+        classes: the K class names.
+        fmt: ``'txt'`` (``<name> <class>`` lines, the bird set's
+            ``answer.txt``), ``'csv'`` or ``'json'`` (top-k classes with
+            their scores).
+        topk: classes per image in csv / json.
+    """
+    if fmt == 'txt':
+        labels = scores.argmax(dim=1).tolist()
+        return ''.join(f'{name} {classes[label]}\n'
+                       for name, label in zip(names, labels))
+    topk = min(topk, scores.shape[1])
+    values, labels = scores.topk(topk, dim=1)
+    if fmt == 'json':
+        records = [
+            dict(
+                file=name,
+                predictions=[
+                    dict(label=label, **{'class': classes[label]}, score=value)
+                    for label, value in zip(top_labels, top_values)
+                ]) for name, top_labels, top_values in zip(
+                    names, labels.tolist(), values.tolist())
+        ]
+        return json.dumps(records, indent=1) + '\n'
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator='\n')
+    writer.writerow(['file'] + [
+        column for rank in range(1, topk + 1)
+        for column in (f'class_{rank}', f'score_{rank}')
+    ])
+    for name, top_labels, top_values in zip(names, labels.tolist(),
+                                            values.tolist()):
+        writer.writerow([name] + [
+            cell for label, value in zip(top_labels, top_values)
+            for cell in (classes[label], f'{value:.6g}')
+        ])
+    return text.getvalue()
