@@ -12,6 +12,9 @@ class ONNXClassifier:
     Args:
         path: the ``.onnx`` file.
         num_threads: onnxruntime's intra-op threads (default: its own).
+        spin: let idle threads busy-wait for the next call (onnxruntime's
+            default; lowest latency, but the spinning slows other work on
+            the same cores, e.g. PyTorch timed in turn with it).
 
     Attributes:
         classes: class names from the metadata, or None.
@@ -19,13 +22,19 @@ class ONNXClassifier:
         image_size: (H, W) the graph takes.
     """
 
-    def __init__(self, path: str, num_threads: Optional[int] = None):
+    def __init__(self,
+                 path: str,
+                 num_threads: Optional[int] = None,
+                 spin: bool = True):
         import onnxruntime
         if not osp.isfile(path):
             raise FileNotFoundError(f'ONNX file not found: {path}')
         options = onnxruntime.SessionOptions()
         if num_threads:
             options.intra_op_num_threads = num_threads
+        if not spin:
+            options.add_session_config_entry('session.intra_op.allow_spinning',
+                                             '0')
         self.session = onnxruntime.InferenceSession(
             path, options, providers=['CPUExecutionProvider'])
         metadata = self.session.get_modelmeta().custom_metadata_map

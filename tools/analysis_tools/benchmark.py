@@ -13,11 +13,17 @@ Two measurements, each interleaving its contenders repetition by repetition
 2. ``AttentionCropDrop.augment`` (the whole batch at once) against the
    reference's per-sample loop (written below in the WS-DAN style, with a
    ``.item()`` read-back and ``nonzero`` per sample).
+3. Prediction on the CPU: the CAL model's ``predict`` in PyTorch against
+   the same model exported to ONNX and run by onnxruntime (with as many
+   threads as torch, not spinning between calls), for the raw view alone and for the paper's test views
+   (raw + 3 crops, and the same for the flipped image). Needs the
+   ``deploy`` extra.
 
 Examples::
 
     python tools/analysis_tools/benchmark.py
     python tools/analysis_tools/benchmark.py --device cuda --amp --channels-last
+    python tools/analysis_tools/benchmark.py --skip iteration crop-drop
 """
 import argparse
 import os
@@ -58,7 +64,16 @@ def parse_args(argv=None):
         '--amp', action='store_true', help='bf16 autocast for the iterations')
     parser.add_argument('--channels-last', action='store_true')
     parser.add_argument(
-        '--skip', choices=['iteration', 'crop-drop'], help='skip one part')
+        '--predict-batch-size',
+        type=int,
+        default=1,
+        help='images per call in the prediction part')
+    parser.add_argument(
+        '--skip',
+        nargs='+',
+        default=[],
+        choices=['iteration', 'crop-drop', 'predict'],
+        help='skip these parts')
     return parser.parse_args(argv)
 
 
@@ -289,6 +304,62 @@ def benchmark_crop_drop(args, device: torch.device):
     print(f'    loop / batched = {loop / batched:.2f}x')
 
 
+def benchmark_predict(args):
+    try:
+        from mmcal.deployment import ONNXClassifier, export_onnx
+    except ImportError as error:
+        print(f'\n(c) prediction skipped: {error} '
+              '(pip install -e ".[deploy]")')
+        return
+    import tempfile
+    cal, _ = build_models(args, torch.device('cpu'))
+    cal.eval()
+    generator = torch.Generator().manual_seed(2)
+    size, batch = args.image_size, args.predict_batch_size
+    images = torch.randint(
+        0, 256, (batch, 3, size, size), generator=generator).float()
+    all_views = {
+        'raw': dict(crops=[], flip=False),
+        'test': dict(crops=[(0.3, 0.1), (0.2, 0.1), (0.1, 0.05)], flip=True),
+    }
+    contenders = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for name, views in all_views.items():
+            path = f'{folder}/{name}.onnx'
+            export_onnx(cal, path, (size, size), views)
+            # Spinning threads would slow PyTorch, timed in turn.
+            session = ONNXClassifier(
+                path, torch.get_num_threads(), spin=False)
+
+            def pytorch(views=views):
+                inputs = cal.data_preprocessor(dict(inputs=images),
+                                               False)['inputs']
+                cal.predict(inputs, views=views)
+
+            contenders[f'PyTorch {name}'] = pytorch
+            contenders[f'onnxruntime {name}'] = (
+                lambda session=session: session(images.numpy()))
+        with torch.no_grad():
+            times = interleaved(contenders, max(args.repeats, 9),
+                                max(args.warmup, 2), torch.device('cpu'))
+    print(f'\n(c) prediction on the CPU, ResNet-{args.depth}, batch {batch}, '
+          f'{size} px, M={args.num_attentions}, K={args.num_classes}, fp32; '
+          f'per image')
+    for name in all_views:
+        medians = {
+            backend: statistics.median(times[f'{backend} {name}']) / batch
+            for backend in ('PyTorch', 'onnxruntime')
+        }
+        ratios = [
+            p / o for p, o in zip(times[f'PyTorch {name}'],
+                                  times[f'onnxruntime {name}'])
+        ]
+        print(f'    {name:4} views: PyTorch {medians["PyTorch"] * 1000:7.1f} '
+              f'ms, onnxruntime {medians["onnxruntime"] * 1000:7.1f} ms, '
+              f'PyTorch / onnxruntime: median of per-repeat ratios '
+              f'{statistics.median(ratios):.2f}')
+
+
 def fmt_ms(seconds) -> str:
     return ' '.join(f'{s * 1000:.0f}' for s in seconds)
 
@@ -301,10 +372,12 @@ def main(argv=None):
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise SystemExit('--device cuda given but CUDA is not available')
     print(machine_description(device))
-    if args.skip != 'iteration':
+    if 'iteration' not in args.skip:
         benchmark_iteration(args, device)
-    if args.skip != 'crop-drop':
+    if 'crop-drop' not in args.skip:
         benchmark_crop_drop(args, device)
+    if 'predict' not in args.skip:
+        benchmark_predict(args)
     print('\nload average after (1, 5, 15 min): %.2f %.2f %.2f' %
           os.getloadavg())
 
