@@ -1,6 +1,7 @@
 """The exported graph against PyTorch's predict, views and degenerate
 attention included."""
 import json
+import os.path as osp
 
 import numpy as np
 import onnx
@@ -11,9 +12,13 @@ from mmpretrain.registry import MODELS
 
 from mmcal_test_utils import NUM_CLASSES, tiny_model_cfg
 
+from mmcal.apis import build_test_pipeline
 from mmcal.deployment import (INPUT_NAME, OUTPUT_NAME, ONNXClassifier,
                               export_onnx, pipeline_image_size, select_views)
 from mmcal.models.utils import attention_crop_boxes
+from mmcal.utils.config import load_config
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 SIZE = 64
 PAPER_TEST = dict(crops=[(0.3, 0.1), (0.2, 0.1), (0.1, 0.05)], flip=True)
@@ -181,3 +186,19 @@ def test_pipeline_image_size():
         pipeline_image_size(
             pipeline(
                 dict(type='mmpretrain.ResizeEdge', scale=40, edge='short')))
+
+
+@pytest.mark.parametrize('config,size', [
+    ('configs/cal_r152_birds.py', (300, 300)),
+    ('configs/cal_r101_cub_448.py', (448, 448)),
+    ('configs/cal_r18_synthetic-birds.py', None),
+])
+def test_pipeline_image_size_of_the_recipes(config, size):
+    pipeline = build_test_pipeline(load_config(osp.join(REPO_ROOT, config)))
+    if size:
+        assert pipeline_image_size(pipeline) == size
+    else:
+        # No resize in the demo's test pipeline: the synthetic birds are
+        # all 96 px, exported with --shape 96 96.
+        with pytest.raises(ValueError, match='--shape H W'):
+            pipeline_image_size(pipeline)
