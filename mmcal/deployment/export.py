@@ -5,6 +5,7 @@ import tempfile
 import warnings
 from typing import List, Optional, Sequence, Tuple
 
+import onnx
 import torch
 from torch import nn
 
@@ -118,7 +119,6 @@ def export_onnx(model: CALClassifier,
     Returns:
         The exported ``onnx.ModelProto``.
     """
-    import onnx
     if opset < MIN_OPSET:
         raise ValueError(f'opset {opset} is too old: the graph needs ONNX '
                          f'opset {MIN_OPSET} or later (Einsum)')
@@ -129,10 +129,9 @@ def export_onnx(model: CALClassifier,
     # constants of a batch of one.
     example = torch.full((2, 3, height, width), 128.0)
     with warnings.catch_warnings(), torch.no_grad():
-        # Shape checks of the Python code become constants: expected, the
-        # exported graph is checked against PyTorch by the caller's tests.
+        # Shape checks of the Python code become constants: expected, and
+        # pytorch2onnx.py checks the graph against PyTorch after export.
         warnings.simplefilter('ignore', torch.jit.TracerWarning)
-        warnings.filterwarnings('ignore', category=DeprecationWarning)
         torch.onnx.export(
             wrapper, (example, ),
             path,
