@@ -33,5 +33,6 @@ setup(
     install_requires=read_requirements('runtime.txt'),
     extras_require=dict(
         lite=read_requirements('lite.txt'),
+        deploy=read_requirements('deploy.txt'),
         tests=read_requirements('tests.txt')),
     zip_safe=False)

@@ -13,9 +13,6 @@ Example::
         --out answer.txt
 """
 import argparse
-import csv
-import io
-import json
 import os.path as osp
 from typing import List, Optional
 
@@ -23,8 +20,8 @@ import torch
 from mmengine.config import DictAction
 from mmengine.utils import ProgressBar
 
-from mmcal.apis import (collect_images, image_loader, inference_pipeline,
-                        init_classifier)
+from mmcal.apis import (collect_images, format_predictions, image_loader,
+                        inference_pipeline, init_classifier)
 from mmcal.models import CALClassifier
 from mmcal.runtime import add_unsafe_load_argument
 from mmcal.runtime.atomic_save import write_atomically
@@ -128,41 +125,6 @@ def predict_scores(model, loader, views: dict, progress: bool = True):
     return torch.cat(scores).float()
 
 
-def format_predictions(names: List[str], scores: torch.Tensor,
-                       classes: List[str], fmt: str, topk: int) -> str:
-    """The text of the output file."""
-    if fmt == 'txt':
-        labels = scores.argmax(dim=1).tolist()
-        return ''.join(f'{name} {classes[label]}\n'
-                       for name, label in zip(names, labels))
-    topk = min(topk, scores.shape[1])
-    values, labels = scores.topk(topk, dim=1)
-    if fmt == 'json':
-        records = [
-            dict(
-                file=name,
-                predictions=[
-                    dict(label=label, **{'class': classes[label]}, score=value)
-                    for label, value in zip(top_labels, top_values)
-                ]) for name, top_labels, top_values in zip(
-                    names, labels.tolist(), values.tolist())
-        ]
-        return json.dumps(records, indent=1) + '\n'
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator='\n')
-    writer.writerow(['file'] + [
-        column for rank in range(1, topk + 1)
-        for column in (f'class_{rank}', f'score_{rank}')
-    ])
-    for name, top_labels, top_values in zip(names, labels.tolist(),
-                                            values.tolist()):
-        writer.writerow([name] + [
-            cell for label, value in zip(top_labels, top_values)
-            for cell in (classes[label], f'{value:.6g}')
-        ])
-    return text.getvalue()
-
-
 def main(argv: Optional[List[str]] = None) -> str:
     args = parse_args(argv)
     images = collect_images(args.input, args.img_root)
@@ -191,7 +153,7 @@ def main(argv: Optional[List[str]] = None) -> str:
         views['crops'] = args.crops
     if views is not None and args.flip is not None:
         views['flip'] = args.flip
-    loader = image_loader(images, inference_pipeline(model), args.batch_size,
+    loader = image_loader(images, inference_pipeline(model._config), args.batch_size,
                           args.num_workers)
     scores = predict_scores(model, loader, views)
     names = [name for name, _ in images]

@@ -53,7 +53,7 @@ def main(argv: Optional[List[str]] = None) -> List[str]:
     model = init_classifier(args.config, args.checkpoint, args.device,
                             args.cfg_options)
     classes = model._dataset_meta.get('classes')
-    loader = image_loader(images, inference_pipeline(model), args.batch_size)
+    loader = image_loader(images, inference_pipeline(model._config), args.batch_size)
     os.makedirs(args.out_dir, exist_ok=True)
     written = []
     names = iter(name for name, _ in images)

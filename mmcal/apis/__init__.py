@@ -1,7 +1,8 @@
 from .inference import (collect_images, config_classes, folder_images,
-                        image_loader, inference_pipeline, init_classifier)
+                        format_predictions, image_loader, inference_pipeline,
+                        init_classifier)
 
 __all__ = [
-    'collect_images', 'config_classes', 'folder_images', 'image_loader',
-    'inference_pipeline', 'init_classifier'
+    'collect_images', 'config_classes', 'folder_images', 'format_predictions',
+    'image_loader', 'inference_pipeline', 'init_classifier'
 ]

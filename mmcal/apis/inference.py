@@ -1,9 +1,14 @@
 """Loading a trained classifier and feeding it image files, the way
-mmpretrain's ``get_model`` and ``ImageClassificationInferencer`` do.
+mmpretrain's ``get_model`` and ``ImageClassificationInferencer`` do, and
+writing predictions.
 
-Shared by ``tools/predict.py`` and ``tools/visualize_attention.py``.
+Shared by ``tools/predict.py``, ``tools/visualize_attention.py`` and
+``tools/deployment/onnx_predict.py``.
 """
 import copy
+import csv
+import io
+import json
 import os
 import os.path as osp
 from typing import List, Optional, Sequence, Tuple, Union
@@ -86,21 +91,26 @@ def config_classes(cfg: Config) -> Optional[List[str]]:
     return list(metainfo['classes']) if metainfo.get('classes') else None
 
 
-def inference_pipeline(model) -> Compose:
-    """The pipeline of ``ImageClassificationInferencer(model)``, reading
-    ``dict(img_path=...)``.
+def inference_pipeline(cfg: Config) -> Compose:
+    """The pipeline ``ImageClassificationInferencer`` builds from ``cfg``,
+    reading ``dict(img_path=...)``.
 
-    The inferencer removes ``LoadImageFromFile`` from the config's test
-    pipeline and feeds loaded images; here the image is loaded first by
+    As the inferencer does, ``LoadImageFromFile`` is removed from the
+    config's test pipeline (with mmpretrain's ``remove_transform``) and the
+    rest fed loaded images; here the image is loaded first by
     ``LoadImageSafely`` (errors name the file, every colour mode becomes
     BGR), and a ``LoadImageSafely`` of the config's pipeline then keeps the
-    loaded image.
+    loaded image. It needs no model, so the ONNX tools use it too.
     """
-    from mmpretrain.apis import ImageClassificationInferencer
+    from mmpretrain.datasets import remove_transform
+    from mmpretrain.registry import TRANSFORMS
 
     from mmcal.datasets.transforms import LoadImageSafely
-    inferencer = ImageClassificationInferencer(model)
-    return Compose([LoadImageSafely(), inferencer.pipeline])
+    steps = remove_transform(cfg.test_dataloader.dataset.pipeline,
+                             'LoadImageFromFile')
+    with DefaultScope.overwrite_default_scope(
+            cfg.get('default_scope', 'mmpretrain')):
+        return Compose([LoadImageSafely(), *map(TRANSFORMS.build, steps)])
 
 
 def collect_images(source: str,
@@ -211,3 +221,48 @@ def image_loader(images: Sequence[Tuple[str, str]], pipeline,
         shuffle=False,
         num_workers=num_workers,
         collate_fn=pseudo_collate)
+
+
+def format_predictions(names: List[str], scores: torch.Tensor,
+                       classes: List[str], fmt: str, topk: int) -> str:
+    """The text of a prediction file.
+
+    Args:
+        names: the image names, in output order.
+        scores: (N, K) class probabilities.
+        classes: the K class names.
+        fmt: ``'txt'`` (``<name> <class>`` lines, the bird set's
+            ``answer.txt``), ``'csv'`` or ``'json'`` (top-k classes with
+            their scores).
+        topk: classes per image in csv / json.
+    """
+    if fmt == 'txt':
+        labels = scores.argmax(dim=1).tolist()
+        return ''.join(f'{name} {classes[label]}\n'
+                       for name, label in zip(names, labels))
+    topk = min(topk, scores.shape[1])
+    values, labels = scores.topk(topk, dim=1)
+    if fmt == 'json':
+        records = [
+            dict(
+                file=name,
+                predictions=[
+                    dict(label=label, **{'class': classes[label]}, score=value)
+                    for label, value in zip(top_labels, top_values)
+                ]) for name, top_labels, top_values in zip(
+                    names, labels.tolist(), values.tolist())
+        ]
+        return json.dumps(records, indent=1) + '\n'
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator='\n')
+    writer.writerow(['file'] + [
+        column for rank in range(1, topk + 1)
+        for column in (f'class_{rank}', f'score_{rank}')
+    ])
+    for name, top_labels, top_values in zip(names, labels.tolist(),
+                                            values.tolist()):
+        writer.writerow([name] + [
+            cell for label, value in zip(top_labels, top_values)
+            for cell in (classes[label], f'{value:.6g}')
+        ])
+    return text.getvalue()

@@ -77,3 +77,39 @@ def reference_drop(images, guides, thetas):
         drops.append(images[i:i + 1] * (up < float(thetas[i]) *
                                         guides[i].max()))
     return torch.cat(drops)
+
+
+def embedding_bag_crop(images, boxes):
+    """Crop and resize through F.embedding_bag, mmcal's earlier kernel: per
+    sample, each output row (then column) is the weighted sum of the two
+    source rows F.interpolate(align_corners=True) reads, fused in one
+    embedding_bag call on the (B * C * H, W) rows."""
+
+    def resample_rows(x, start, stop):
+        batch, channels, height, width = x.shape
+        outputs = []
+        for i in range(batch):
+            length = int(stop[i] - start[i])
+            scale = torch.tensor((length - 1) / max(height - 1, 1),
+                                 dtype=torch.float32)
+            positions = scale * torch.arange(height, dtype=torch.float32)
+            low = positions.long()
+            weights = (positions - low).clamp(0, 1)
+            high = torch.clamp(low + 1, max=length - 1)
+            rows = x[i].reshape(-1, width)  # (C * H, W)
+            base = torch.arange(channels)[:, None] * height + int(start[i])
+            indices = torch.stack([base + low, base + high], dim=-1)
+            pair = torch.stack([1 - weights, weights], dim=-1).expand(
+                channels, height, 2)
+            outputs.append(
+                F.embedding_bag(
+                    indices.reshape(-1, 2),
+                    rows,
+                    per_sample_weights=pair.reshape(-1, 2),
+                    mode='sum').view(channels, height, width))
+        return torch.stack(outputs)
+
+    top, bottom, left, right = boxes.unbind(dim=1)
+    rows = resample_rows(images.float(), top, bottom)
+    return resample_rows(rows.transpose(2, 3).contiguous(), left,
+                         right).transpose(2, 3)

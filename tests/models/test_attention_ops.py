@@ -8,8 +8,9 @@ import torch.nn.functional as F
 from mmcal.models.utils import (attention_crop, attention_crop_boxes,
                                 attention_drop, bilinear_attention_pool,
                                 sample_guide_maps)
-from mmcal.testing.reference_ops import (loop_bap, reference_crop,
-                                         reference_drop)
+from mmcal.models.utils.attention_ops import crop_and_resize
+from mmcal.testing.reference_ops import (embedding_bag_crop, loop_bap,
+                                         reference_crop, reference_drop)
 
 
 def test_bilinear_attention_pool_matches_loop():
@@ -271,6 +272,24 @@ def test_theta_of_wrong_shape_raises():
             torch.rand(2, 1, 3, 3), (8, 8), torch.rand(3), 0.1)
     with pytest.raises(ValueError, match=r'\(B, 1, h, w\)'):
         attention_drop(torch.rand(2, 3, 8, 8), torch.rand(2, 2, 3, 3), 0.5)
+
+
+def test_crop_pixels_equal_the_embedding_bag_kernel_bit_for_bit():
+    # The exportable gather + addcmul_ gives the very pixels of the fused
+    # embedding_bag sum it replaced.
+    generator = torch.Generator().manual_seed(6)
+    for height, width in ((40, 24), (23, 37), (64, 64)):
+        images = torch.randn(4, 3, height, width, generator=generator)
+        corners = torch.stack([
+            torch.randint(0, size, (2, 4), generator=generator).sort(
+                dim=0).values for size in (height, width)
+        ])  # (2 axes, start / stop, B)
+        boxes = torch.stack([
+            corners[0, 0], corners[0, 1] + 1, corners[1, 0],
+            corners[1, 1] + 1
+        ], dim=1)
+        assert torch.equal(
+            crop_and_resize(images, boxes), embedding_bag_crop(images, boxes))
 
 
 def test_crop_keeps_dtype():

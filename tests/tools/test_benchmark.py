@@ -38,6 +38,7 @@ def test_smoke_run_prints_every_ratio(tool, capsys):
             'mmcal (fp32, channels_last) / plain (fp32, channels_last): ',
             'mmcal (fp32, channels_last) / reference (fp32, contiguous): ',
             'mmcal predict (fp32, channels_last) / plain predict',
-            'per-sample loop / batched augment: '
+            'per-sample loop / batched augment: ',
+            'raw  views: PyTorch', 'test views: PyTorch'
     ]:
         assert line in out, line

@@ -90,7 +90,7 @@ def test_view_overrides_match_hand_computed_logits(tiny_run, tmp_path):
     # Raw view and flipped view only: mean of the two logits, softmax.
     model = init_classifier(tiny_run.config, tiny_run.checkpoint)
     data = model.data_preprocessor(
-        dict(inputs=[inference_pipeline(model)(dict(img_path=image))
+        dict(inputs=[inference_pipeline(model._config)(dict(img_path=image))
                      ['inputs']]), False)
     with torch.no_grad():
         logits = (model(data['inputs'], mode='tensor') +

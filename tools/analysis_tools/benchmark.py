@@ -21,6 +21,11 @@ medians, ratios of medians and medians of the per-round ratios.
    ``ImageClassifier.test_step``.
 3. Crop + drop alone: ``AttentionCropDrop.augment`` against the per-sample
    reference loops.
+4. ONNX prediction on the CPU (``--skip onnx`` to leave out; needs the
+   ``deploy`` extra): the CAL model's ``predict`` in PyTorch against the
+   same model exported to ONNX and run by onnxruntime (as many threads as
+   torch, not spinning between calls), for the raw view alone and for the
+   paper's test views.
 
 The defaults are a CPU setting (ResNet-50 at output stride 16, M = 8, batch
 4, 112 px, 9 runs); on a GPU, with peak memory and a check that mmcal's step
@@ -30,6 +35,8 @@ never waits on the device::
     python tools/analysis_tools/benchmark.py --device cuda --depth 101 \\
         --image-size 448 --batch-size 16 --num-attentions 32 \\
         --precisions fp32 bf16
+    python tools/analysis_tools/benchmark.py --skip iteration predict \
+        crop-drop --threads 1          # PyTorch vs onnxruntime only
 """
 import argparse
 import itertools
@@ -81,8 +88,12 @@ def parse_args(argv=None):
     parser.add_argument('--crop-batch-size', type=int, default=32)
     parser.add_argument('--crop-image-size', type=int, default=224)
     parser.add_argument(
+        '--onnx-batch-size', type=int, default=1,
+        help='images per call in the ONNX prediction part')
+    parser.add_argument(
         '--skip', nargs='+', default=[],
-        choices=['iteration', 'predict', 'crop-drop'], help='parts to skip')
+        choices=['iteration', 'predict', 'crop-drop', 'onnx'],
+        help='parts to skip')
     return parser.parse_args(argv)
 
 
@@ -449,6 +460,62 @@ def benchmark_crop_drop(args, device: torch.device):
     print(ratio_line(times, 'per-sample loop', 'batched augment'))
 
 
+def benchmark_onnx(args):
+    try:
+        from mmcal.deployment import ONNXClassifier, export_onnx
+    except ImportError as error:
+        print(f'\n(4) ONNX prediction skipped: {error} '
+              '(pip install -e ".[deploy]")')
+        return
+    import tempfile
+    cal = build_mmcal(args, False, torch.device('cpu'))
+    cal.eval()
+    generator = torch.Generator().manual_seed(2)
+    size, batch = args.image_size, args.onnx_batch_size
+    images = torch.randint(
+        0, 256, (batch, 3, size, size), generator=generator).float()
+    all_views = {
+        'raw': dict(crops=[], flip=False),
+        'test': TEST_VIEWS,
+    }
+    contenders = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for name, views in all_views.items():
+            path = f'{folder}/{name}.onnx'
+            export_onnx(cal, path, (size, size), views)
+            # Spinning threads would slow PyTorch, timed in turn.
+            session = ONNXClassifier(
+                path, torch.get_num_threads(), spin=False)
+
+            def pytorch(views=views):
+                inputs = cal.data_preprocessor(dict(inputs=images),
+                                               False)['inputs']
+                cal.predict(inputs, views=views)
+
+            contenders[f'PyTorch {name}'] = pytorch
+            contenders[f'onnxruntime {name}'] = (
+                lambda session=session: session(images.numpy()))
+        with torch.no_grad():
+            times, _ = interleaved(contenders, args.repeats, args.warmup,
+                                   torch.device('cpu'))
+    print(f'\n(4) ONNX prediction on the CPU, ResNet-{args.depth}, batch '
+          f'{batch}, {size} px, M={args.num_attentions}, '
+          f'K={args.num_classes}, fp32; per image')
+    for name in all_views:
+        medians = {
+            backend: statistics.median(times[f'{backend} {name}']) / batch
+            for backend in ('PyTorch', 'onnxruntime')
+        }
+        ratios = [
+            p / o for p, o in zip(times[f'PyTorch {name}'],
+                                  times[f'onnxruntime {name}'])
+        ]
+        print(f'    {name:4} views: PyTorch {medians["PyTorch"] * 1000:7.1f} '
+              f'ms, onnxruntime {medians["onnxruntime"] * 1000:7.1f} ms, '
+              f'PyTorch / onnxruntime: median of per-repeat ratios '
+              f'{statistics.median(ratios):.2f}')
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.threads:
@@ -464,6 +531,8 @@ def main(argv=None):
         benchmark_predict(args, device)
     if 'crop-drop' not in args.skip:
         benchmark_crop_drop(args, device)
+    if 'onnx' not in args.skip:
+        benchmark_onnx(args)
     print('\nload average after (1, 5, 15 min): %.2f %.2f %.2f' %
           os.getloadavg())
 

@@ -173,15 +173,23 @@ class CALClassifier(ImageClassifier):
         data = self.data_preprocessor(data, False)
         return self.predict(**data, views=self.val_cfg)
 
-    def predict(self,
-                inputs: torch.Tensor,
-                data_samples: Optional[List[DataSample]] = None,
-                views: Optional[dict] = None) -> List[DataSample]:
-        """Scores averaged over ``views`` (default: ``test_cfg``)."""
+    def predict_logits(self,
+                       inputs: torch.Tensor,
+                       views: Optional[dict] = None) -> torch.Tensor:
+        """(B, 3, H, W) normalised batch -> (B, K) logits averaged over
+        ``views`` (default: ``test_cfg``)."""
         views = self.test_cfg if views is None else parse_views(views, 'views')
         crops, flip = views['crops'], views['flip']
         logits = self.view_logits(inputs, crops).mean(dim=0)
         if flip:
             flipped = self.view_logits(inputs.flip(-1), crops).mean(dim=0)
             logits = (logits + flipped) / 2
-        return self.head._get_predictions(logits, data_samples)
+        return logits
+
+    def predict(self,
+                inputs: torch.Tensor,
+                data_samples: Optional[List[DataSample]] = None,
+                views: Optional[dict] = None) -> List[DataSample]:
+        """Scores averaged over ``views`` (default: ``test_cfg``)."""
+        return self.head._get_predictions(
+            self.predict_logits(inputs, views), data_samples)

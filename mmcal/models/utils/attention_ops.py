@@ -155,11 +155,14 @@ def attention_crop_boxes(attention_maps: torch.Tensor,
     left, right = _first_last(cols)
     pad_h, pad_w = padding_ratio * height, padding_ratio * width
     # int() of the reference truncates toward zero; the clamp then stops
-    # at the image border, the end index being exclusive.
-    top = torch.trunc(top - pad_h).clamp(min=0)
-    bottom = torch.trunc(bottom + pad_h).clamp(max=height)
-    left = torch.trunc(left - pad_w).clamp(min=0)
-    right = torch.trunc(right + pad_w).clamp(max=width)
+    # at the image border, the end index being exclusive. floor() equals
+    # int() on these values once clamped (it differs only on (-1, 0), which
+    # both clamp to 0, or, for a negative padding, on ends the maximum below
+    # replaces), and unlike trunc() it has an ONNX operator.
+    top = torch.floor(top - pad_h).clamp(min=0)
+    bottom = torch.floor(bottom + pad_h).clamp(max=height)
+    left = torch.floor(left - pad_w).clamp(min=0)
+    right = torch.floor(right + pad_w).clamp(max=width)
     # With under a pixel of padding a one-row (column) mask would give an
     # empty slice, on which the reference fails: keep that row (column).
     bottom = torch.maximum(bottom, top + 1)
@@ -199,19 +202,18 @@ def _resample_rows(inputs: torch.Tensor, start: torch.Tensor,
     high = torch.minimum(low + 1, (lengths - 1)[:, None])
     # Rows of every (sample, channel) are contiguous: each output row is
     # the weighted sum of two rows of the flattened (B * C * H, W) tensor,
-    # which embedding_bag computes in one pass.
+    # gathered by F.embedding (an ONNX Gather; embedding_bag, which fuses
+    # the sum, only exports as a loop). addcmul_ rounds like the fused
+    # sum: the pixels are bit for bit those of embedding_bag.
     offsets = torch.arange(
         batch_size * channels, device=inputs.device).view(
             batch_size, channels, 1) * height + start.view(-1, 1, 1)
-    indices = torch.stack([offsets + low[:, None], offsets + high[:, None]],
-                          dim=-1)
-    pair_weights = torch.stack([1 - weights, weights], dim=-1)
-    rows = F.embedding_bag(
-        indices.view(-1, 2),
-        inputs.reshape(-1, width),
-        per_sample_weights=pair_weights[:, None].expand(
-            batch_size, channels, height, 2).reshape(-1, 2),
-        mode='sum')
+    flat = inputs.reshape(-1, width)
+    low_rows = F.embedding((offsets + low[:, None]).view(-1), flat)
+    high_rows = F.embedding((offsets + high[:, None]).view(-1), flat)
+    weights = weights[:, None, :, None].expand(batch_size, channels, height,
+                                               1).reshape(-1, 1)
+    rows = low_rows.mul_(1 - weights).addcmul_(high_rows, weights)
     return rows.view(inputs.shape)
 
 

@@ -1,0 +1,127 @@
+"""tools/deployment: export a trained checkpoint, predict with onnxruntime,
+and get the files tools/predict.py writes."""
+import json
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+
+from tiny_training import load_tool, trained_tiny_run
+
+from mmcal_test_utils import tiny_model_cfg, tiny_runner_cfg
+
+pytorch2onnx = load_tool('deployment/pytorch2onnx.py')
+onnx_predict = load_tool('deployment/onnx_predict.py')
+predict = load_tool('predict.py')
+
+LIST_ORDER = ['class_2/1.png', 'class_0/3.png', 'class_1/0.png',
+              'class_0/0.png', 'class_2/3.png']
+
+
+@pytest.fixture(scope='module')
+def tiny_run(tmp_path_factory):
+    return trained_tiny_run(tmp_path_factory)
+
+
+@pytest.fixture(scope='module')
+def exported(tiny_run, tmp_path_factory):
+    path = str(tmp_path_factory.mktemp('onnx') / 'tiny_cal.onnx')
+    pytorch2onnx.main([tiny_run.config, tiny_run.checkpoint, '--out', path])
+    return path
+
+
+def test_export_prints_names_and_shapes(tiny_run, tmp_path, capsys):
+    path = str(tmp_path / 'raw.onnx')
+    pytorch2onnx.main([tiny_run.config, tiny_run.checkpoint, '--out', path,
+                       '--views', 'raw', '--shape', '48', '40'])
+    printed = capsys.readouterr().out
+    assert "input  images: tensor(float) ['batch', 3, 48, 40]" in printed
+    assert "output probabilities: tensor(float) ['batch', 3]" in printed
+    assert "views {'crops': [], 'flip': False}" in printed
+
+
+def test_answer_txt_and_json_equal_pytorch(tiny_run, exported, tmp_path):
+    listing = tmp_path / 'testing_img_order.txt'
+    listing.write_text('\n'.join(LIST_ORDER) + '\n')
+    common = [str(listing), '--img-root', tiny_run.data_root,
+              '--batch-size', '2']
+    onnx_answer, torch_answer = tmp_path / 'onnx.txt', tmp_path / 'torch.txt'
+    onnx_predict.main([tiny_run.config, exported] + common +
+                      ['--out', str(onnx_answer)])
+    predict.main([tiny_run.config, tiny_run.checkpoint] + common +
+                 ['--out', str(torch_answer)])
+    assert onnx_answer.read_text() == torch_answer.read_text()
+    assert len(onnx_answer.read_text().splitlines()) == len(LIST_ORDER)
+
+    # A folder, scores of all classes.
+    outputs = {}
+    for name, run in (('onnx', lambda out: onnx_predict.main(
+            [tiny_run.config, exported, tiny_run.data_root, '--out', out,
+             '--topk', '3'])), ('torch', lambda out: predict.main(
+                 [tiny_run.config, tiny_run.checkpoint, tiny_run.data_root,
+                  '--out', out, '--topk', '3']))):
+        out = str(tmp_path / f'{name}.json')
+        run(out)
+        with open(out) as file:
+            outputs[name] = json.load(file)
+    assert len(outputs['onnx']) == 12
+    for ours, theirs in zip(outputs['onnx'], outputs['torch']):
+        assert ours['file'] == theirs['file']
+        assert [p['class'] for p in ours['predictions']] == [
+            p['class'] for p in theirs['predictions']]
+        for mine, reference in zip(ours['predictions'],
+                                   theirs['predictions']):
+            assert mine['score'] == pytest.approx(reference['score'],
+                                                  abs=1e-4)
+
+
+def test_image_of_another_size_is_named(tiny_run, tmp_path):
+    path = str(tmp_path / 'small.onnx')
+    pytorch2onnx.main([tiny_run.config, tiny_run.checkpoint, '--out', path,
+                       '--views', 'raw', '--shape', '24', '24'])
+    image = osp.join(tiny_run.data_root, 'class_1', '2.png')
+    with pytest.raises(ValueError, match=r'2\.png.*\(3, 32, 32\).*'
+                       r'\(3, 24, 24\)'):
+        onnx_predict.main([tiny_run.config, path, image, '--out',
+                           str(tmp_path / 'answer.txt')])
+    assert not (tmp_path / 'answer.txt').exists()
+
+
+def test_export_refuses_a_plain_classifier(tiny_run, tmp_path):
+    from mmpretrain.registry import MODELS
+    cfg = Config(tiny_runner_cfg(tiny_run.data_root, str(tmp_path)))
+    cfg.model = dict(
+        type='ImageClassifier',
+        backbone=tiny_model_cfg()['backbone'],
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=3, in_channels=128))
+    cfg.data_preprocessor = tiny_model_cfg()['data_preprocessor']
+    config = str(tmp_path / 'plain.py')
+    cfg.dump(config)
+    checkpoint = str(tmp_path / 'plain.pth')
+    torch.save(dict(state_dict=MODELS.build(cfg.model).state_dict()),
+               checkpoint)
+    with pytest.raises(TypeError, match='CALClassifier models only'):
+        pytorch2onnx.main([config, checkpoint, '--out',
+                           str(tmp_path / 'plain.onnx')])
+    assert not (tmp_path / 'plain.onnx').exists()
+
+
+@pytest.mark.parametrize('argv,message', [
+    (['--views', 'crops'], "invalid choice: 'crops'"),
+    (['--opset', '11'], '--opset must be at least 12'),
+])
+def test_bad_arguments_are_refused(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        pytorch2onnx.parse_args(['c.py', 'k.pth', '--out', 'm.onnx'] + argv)
+    assert message in capsys.readouterr().err
+
+
+def test_invalid_view_setting_is_refused(tiny_run, tmp_path):
+    with pytest.raises(ValueError, match=r'test_cfg\.crops.*1\.5'):
+        pytorch2onnx.main([
+            tiny_run.config, tiny_run.checkpoint, '--out',
+            str(tmp_path / 'm.onnx'), '--cfg-options',
+            'model.test_cfg.crops=[[1.5,0.1]]'
+        ])

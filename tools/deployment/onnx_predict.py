@@ -1,0 +1,102 @@
+"""Predict the classes of image files with an exported ONNX model.
+
+The same inputs (an image, a folder, a list file) and outputs (``answer.txt``
+lines, or top-k CSV / JSON) as ``tools/predict.py``, computed by
+onnxruntime from a file written by ``tools/deployment/pytorch2onnx.py``: no
+PyTorch model is built. The config gives the test pipeline (loading,
+resizing, cropping); the views, the normalisation and the class names are
+those stored in the ONNX file. The output file appears only once every
+image is predicted.
+
+Example::
+
+    python tools/deployment/onnx_predict.py configs/cal_r152_birds.py \\
+        cal_r152_birds.onnx data/birds/testing_img_order.txt \\
+        --img-root data/birds/test --out answer.txt
+"""
+import argparse
+import os.path as osp
+from typing import List, Optional
+
+import numpy as np
+import torch
+from mmengine.config import DictAction
+
+from mmcal.apis import (collect_images, format_predictions, image_loader,
+                        inference_pipeline)
+from mmcal.deployment import ONNXClassifier, stack_inputs
+from mmcal.runtime.atomic_save import write_atomically
+from mmcal.runtime.runner import load_config
+
+FORMATS = ('txt', 'csv', 'json')
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Predict classes of image files with an ONNX model')
+    parser.add_argument('config', help='config file (its test pipeline)')
+    parser.add_argument('model', help='.onnx file from pytorch2onnx.py')
+    parser.add_argument(
+        'input',
+        help='an image, a folder of images, or a list file with one image '
+        'name per line')
+    parser.add_argument('--out', required=True, help='output file')
+    parser.add_argument(
+        '--format',
+        choices=FORMATS,
+        help='txt: "<file name> <class name>" lines (answer.txt); csv / '
+        'json: top-k classes and scores (default: from the extension of '
+        '--out, txt otherwise)')
+    parser.add_argument(
+        '--topk', type=int, default=5, help='classes per image in csv/json')
+    parser.add_argument(
+        '--img-root',
+        help='folder the names of a list file are relative to (default: '
+        'the list file\'s folder)')
+    parser.add_argument('--batch-size', type=int, default=16)
+    parser.add_argument('--num-workers', type=int, default=0)
+    parser.add_argument(
+        '--threads', type=int, help='onnxruntime threads (default: its own)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config keys of the test pipeline')
+    args = parser.parse_args(argv)
+    if args.format is None:
+        extension = osp.splitext(args.out)[1].lower().lstrip('.')
+        args.format = extension if extension in FORMATS else 'txt'
+    if args.topk < 1 or args.batch_size < 1:
+        parser.error('--topk and --batch-size must be positive')
+    return args
+
+
+def main(argv: Optional[List[str]] = None) -> str:
+    args = parse_args(argv)
+    images = collect_images(args.input, args.img_root)
+    classifier = ONNXClassifier(args.model, args.threads)
+    if not classifier.classes:
+        raise ValueError(f'{args.model} holds no class names')
+    cfg = load_config(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    loader = image_loader(images, inference_pipeline(cfg), args.batch_size,
+                          args.num_workers)
+    scores, done = [], 0
+    for batch in loader:
+        names = [name for name, _ in images[done:done + len(batch['inputs'])]]
+        scores.append(
+            classifier(
+                stack_inputs(batch['inputs'], names, classifier.image_size)))
+        done += len(names)
+    names = [name for name, _ in images]
+    write_atomically(
+        format_predictions(names, torch.from_numpy(np.concatenate(scores)),
+                           classifier.classes, args.format, args.topk),
+        args.out)
+    print(f'Predictions of {len(names)} images written to {args.out}')
+    return args.out
+
+
+if __name__ == '__main__':
+    main()
