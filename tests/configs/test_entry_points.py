@@ -15,7 +15,6 @@ import runpy
 import sys
 
 import cv2
-import mmengine
 import mmpretrain
 import pytest
 from mmengine.runner import Runner
