@@ -15,3 +15,10 @@ data_preprocessor = dict(type='AttentionCropDrop')
 train_dataloader = dict(dataset=dict(type='CheckedCUB'))
 val_dataloader = dict(dataset=dict(type='CheckedCUB'))
 test_dataloader = dict(dataset=dict(type='CheckedCUB'))
+# mmengine tags the dicts of an mmpretrain:: base with _scope_, and
+# mmpretrain's browse_dataset.py passes the visualizer's keys to its
+# constructor, which refuses that one: the base's visualizer, untagged.
+visualizer = dict(
+    _delete_=True,
+    type='UniversalVisualizer',
+    vis_backends=[dict(type='LocalVisBackend')])

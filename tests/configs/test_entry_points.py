@@ -15,7 +15,6 @@ import runpy
 import sys
 
 import cv2
-import mmengine
 import mmpretrain
 import pytest
 from mmengine.runner import Runner
@@ -171,32 +170,32 @@ def test_mmpretrain_analysis_tools(trained, monkeypatch):
 
 
 def test_mmpretrain_visualization_tools(trained, monkeypatch):
-    if trained['name'].startswith('configs/mixing/'):
-        pytest.xfail('a config dumped from an mmpretrain:: base carries '
-                     '_scope_ keys the Visualizer refuses: not yet '
-                     'resolved')
     monkeypatch.setenv('MPLBACKEND', 'Agg')
     root = trained['root']
     run_mmpretrain_tool('visualization/vis_scheduler.py', trained['config'],
                         '--save-path', root / 'lr.png', '--not-show')
     assert osp.getsize(root / 'lr.png') > 0
-    browse = ['visualization/browse_dataset.py', trained['config'],
-              '--output-dir', root / 'browse', '--not-show',
-              '--show-number', 2]
-    run_mmpretrain_tool(*browse, '--mode', 'original')
-    assert len(glob.glob(str(root / 'browse' / '*'))) == 2
-    # The other modes fail inside mmpretrain 1.2 with matplotlib >= 3.10
-    # (its make_grid calls adjust_bbox without the renderer argument), for
-    # any model: the README says so. This fails once that is fixed.
-    with pytest.raises(TypeError, match='adjust_bbox'):
-        run_mmpretrain_tool(*browse, '--mode', 'transformed')
-    layer = ('backbone.norm3' if 'swin' in trained['name']
-             else 'backbone.layer4')
-    extra = ['--vit-like'] if 'swin' in trained['name'] else []
-    # mmpretrain 1.2's vis_cam passes use_cuda, which grad-cam 1.5 removed:
-    # it fails for any model (the README says so); this fails once fixed.
-    with pytest.raises(TypeError, match='use_cuda'):
-        run_mmpretrain_tool('visualization/vis_cam.py', trained['images'][0],
-                            trained['config'], trained['checkpoint'],
-                            '--target-layers', layer, *extra,
-                            '--save-path', root / 'cam.png')
+    for mode in ('original', 'transformed', 'concat', 'pipeline'):
+        run_mmpretrain_tool('visualization/browse_dataset.py',
+                            trained['config'], '--output-dir',
+                            root / mode, '--not-show', '--show-number', 2,
+                            '--mode', mode)
+        assert len(glob.glob(str(root / mode / '*'))) == 2
+    cfg = load_config(trained['config'])
+    # The README's target layers: Swin's last norm layer (tokens reshaped
+    # to a map by --vit-like), ResNet's last stage.
+    target = (['backbone.norm3', '--vit-like']
+              if cfg.model.backbone.type == 'SwinTransformer'
+              else ['backbone.layer4'])
+    run_mmpretrain_tool('visualization/vis_cam.py', trained['images'][0],
+                        trained['config'], trained['checkpoint'],
+                        '--target-layers', *target,
+                        '--save-path', root / 'cam.png')
+    # The CAM is drawn on the test pipeline's output: cropped to SIZE, or
+    # the image as it is (the synthetic recipes do not resize).
+    pipeline = cfg.test_dataloader.dataset.pipeline
+    if any('crop_size' in transform for transform in pipeline):
+        size = (SIZE, SIZE)
+    else:
+        size = cv2.imread(trained['images'][0]).shape[:2]
+    assert cv2.imread(str(root / 'cam.png')).shape == (*size, 3)
