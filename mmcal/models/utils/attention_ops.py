@@ -4,7 +4,7 @@ Every function works on a whole batch at once, on whatever device its inputs
 live on, and never reads a value back to the host, so a training step on a GPU
 does not stall on them.
 """
-from typing import Sequence, Tuple, Union
+from typing import NamedTuple, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -70,6 +70,19 @@ def sample_guide_maps(attention_maps: torch.Tensor,
     index = indices[:, :, None, None].expand(-1, -1,
                                              *attention_maps.shape[-2:])
     return attention_maps.gather(1, index)
+
+
+class GuideMaps(NamedTuple):
+    """The two maps a training step draws per sample, each (B, 1, h, w)."""
+    crop_maps: torch.Tensor
+    drop_maps: torch.Tensor
+
+
+def sample_crop_drop_maps(attention_maps: torch.Tensor) -> GuideMaps:
+    """A crop map and a drop map per sample, drawn by
+    :func:`sample_guide_maps` in one draw (two maps with replacement)."""
+    guides = sample_guide_maps(attention_maps, num_samples=2)
+    return GuideMaps(guides[:, :1], guides[:, 1:])
 
 
 def _per_sample(theta: Theta, batch_size: int,
