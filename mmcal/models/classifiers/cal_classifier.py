@@ -81,8 +81,9 @@ class CALClassifier(ImageClassifier):
         Other arguments as ``ImageClassifier``; the neck must be a
         :class:`BAPNeck` and the head a :class:`CALHead` (or modules with
         the same outputs: the neck's a
-        :class:`mmcal.models.necks.BAPOutput`). The head's ``in_channels`` follows from the
-        neck's (``num_attentions * in_channels``) and may be left out.
+        :class:`mmcal.models.necks.BAPOutput`). The head's ``in_channels``
+        follows from the neck's (``num_attentions * in_channels``) and may
+        be left out.
     """
 
     def __init__(self,
