@@ -103,9 +103,9 @@ def test_gray_image_has_zero_attention_and_whole_image_crops(model):
     assert (maps[1:].amax(dim=(1, 2, 3)) > 0).all()
     for theta, padding in PAPER_TEST_VIEWS['crops']:
         boxes = attention_crop_boxes(maps, (SIZE, SIZE), theta, padding)
-        assert boxes[0].tolist() == [0, SIZE, 0, SIZE]
+        assert boxes[0].tolist() == [0, 0, SIZE, SIZE]
         # The random images are cropped: the crops are a real test.
-        areas = (boxes[1:, 1] - boxes[1:, 0]) * (boxes[1:, 3] - boxes[1:, 2])
+        areas = (boxes[1:, 2] - boxes[1:, 0]) * (boxes[1:, 3] - boxes[1:, 1])
         assert (areas < SIZE * SIZE).any()
 
 
