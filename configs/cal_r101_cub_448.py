@@ -12,7 +12,9 @@ _base_ = [
     '_base_/default_runtime.py',
 ]
 
-data_preprocessor = dict(type='AttentionCropDrop')
+# CAL's training crop and drop (configs/_base_/models/cal_views.py), with
+# the data set's normalisation.
+data_preprocessor = {{_base_.cal_data_preprocessor}}
 
 # Every BatchNorm (backbone and attention layer) becomes SyncBatchNorm when
 # training is distributed; a single process keeps plain BatchNorm.

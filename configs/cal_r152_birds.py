@@ -16,9 +16,9 @@ _base_ = [
     '_base_/default_runtime.py',
 ]
 
-# CALClassifier crops and drops through this preprocessor; tools/test.py
-# --tta rebuilds the model from the top-level one, so the type lives here.
-data_preprocessor = dict(type='AttentionCropDrop')
+# CAL's training crop and drop (configs/_base_/models/cal_views.py), with
+# the data set's normalisation.
+data_preprocessor = {{_base_.cal_data_preprocessor}}
 
 # The best epoch by validation top-1 is kept as best_accuracy_top1_*.pth;
 # the periodic epoch_*.pth files rotate on their own and never replace it.

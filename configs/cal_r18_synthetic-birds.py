@@ -8,21 +8,20 @@
 #   --cfg-options model.backbone.init_cfg.checkpoint=<plain checkpoint>
 _base_ = [
     '_base_/models/resnet18_half_stride16.py',
+    '_base_/models/cal_views.py',
     '_base_/datasets/synthetic_birds.py',
     '_base_/schedules/synthetic_birds_cpu.py',
     '_base_/default_runtime.py',
 ]
 
-num_attentions = 8
 model = dict(
     type='CALClassifier',
-    neck=dict(
-        type='BAPNeck', in_channels=256, num_attentions=num_attentions),
-    head=dict(
-        type='CALHead', num_classes=10, in_channels=num_attentions * 256),
+    neck=dict(type='BAPNeck', in_channels=256, num_attentions=8),
+    head=dict(type='CALHead', num_classes=10),
     # Validation: raw + one crop (the reference's); testing adds the
     # paper's three crops and the flip.
-    test_cfg=dict(crops=[(0.3, 0.1), (0.2, 0.1), (0.1, 0.05)], flip=True))
+    test_cfg={{_base_.cal_test_views}})
+data_preprocessor = {{_base_.cal_data_preprocessor}}
 
 optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=1e-3, momentum=0.9, weight_decay=1e-5))

@@ -12,6 +12,7 @@ import os.path as osp
 
 import numpy as np
 import torch
+from mmengine.config import Config
 from mmengine.hooks import Hook
 from PIL import Image
 
@@ -20,6 +21,10 @@ import mmcal  # noqa: F401
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+# The paper's test views, as the configs state them.
+PAPER_TEST_VIEWS = Config.fromfile(
+    osp.join(ROOT, 'configs', '_base_', 'models',
+             'cal_views.py')).cal_test_views
 
 NUM_CLASSES = 3
 NUM_ATTENTIONS = 4
@@ -44,8 +49,7 @@ def tiny_model_cfg(num_classes=NUM_CLASSES, num_attentions=NUM_ATTENTIONS,
             num_attentions=num_attentions),
         head=dict(
             type='CALHead',
-            num_classes=num_classes,
-            in_channels=num_attentions * BACKBONE_CHANNELS),
+            num_classes=num_classes),
         data_preprocessor=dict(
             mean=[123.675, 116.28, 103.53],
             std=[58.395, 57.12, 57.375],

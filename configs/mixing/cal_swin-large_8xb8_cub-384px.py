@@ -7,9 +7,7 @@ model = dict(
     type='CALClassifier',
     neck=dict(
         _delete_=True, type='BAPNeck', in_channels=1536, num_attentions=32),
-    head=dict(
-        _delete_=True, type='CALHead', num_classes=200,
-        in_channels=32 * 1536))
+    head=dict(_delete_=True, type='CALHead', num_classes=200))
 data_preprocessor = dict(type='AttentionCropDrop')
 # mmcal's CUB reader: mmpretrain's CUB with its annotation files checked.
 train_dataloader = dict(dataset=dict(type='CheckedCUB'))

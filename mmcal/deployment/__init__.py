@@ -5,8 +5,9 @@ try:
     import onnx  # noqa: F401
     import onnxruntime  # noqa: F401
 except ImportError as error:
-    raise ImportError(f'mmcal.deployment needs onnx and onnxruntime ({error});'
-                      ' install them with pip install -e ".[deploy]"') from error
+    raise ImportError(
+        f'mmcal.deployment needs onnx and onnxruntime ({error}); install '
+        'them with pip install -e ".[deploy]"') from error
 
 from .export import (INPUT_NAME, MIN_OPSET, OUTPUT_NAME, CALProbabilities,
                      export_onnx, pipeline_image_size, select_views)

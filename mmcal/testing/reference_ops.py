@@ -31,7 +31,8 @@ def loop_bap(features, attention_maps, eps=1e-6):
 
 
 def reference_box(guide, image_size, theta, padding_ratio):
-    """Box of one (1, 1, h, w) map, or None when no pixel passes."""
+    """Box ``(x1, y1, x2, y2)`` of one (1, 1, h, w) map, ends exclusive, or
+    None when no pixel passes."""
     height, width = image_size
     up = F.interpolate(
         guide, size=(height, width), mode='bilinear', align_corners=True)
@@ -44,7 +45,7 @@ def reference_box(guide, image_size, theta, padding_ratio):
     bottom = min(int(indices[:, 0].max().item() + pad_h), height)
     left = max(int(indices[:, 1].min().item() - pad_w), 0)
     right = min(int(indices[:, 1].max().item() + pad_w), width)
-    return top, bottom, left, right
+    return left, top, right, bottom
 
 
 def reference_crop(images, guides, thetas, padding_ratio):
@@ -53,8 +54,8 @@ def reference_crop(images, guides, thetas, padding_ratio):
     for i in range(images.shape[0]):
         box = reference_box(guides[i:i + 1], (height, width), float(thetas[i]),
                             padding_ratio)
-        box = box or (0, height, 0, width)  # empty mask: the whole image
-        top, bottom, left, right = box
+        box = box or (0, 0, width, height)  # empty mask: the whole image
+        left, top, right, bottom = box
         boxes.append(box)
         crops.append(
             F.interpolate(
@@ -109,7 +110,7 @@ def embedding_bag_crop(images, boxes):
                     mode='sum').view(channels, height, width))
         return torch.stack(outputs)
 
-    top, bottom, left, right = boxes.unbind(dim=1)
+    left, top, right, bottom = boxes.unbind(dim=1)
     rows = resample_rows(images.float(), top, bottom)
     return resample_rows(rows.transpose(2, 3).contiguous(), left,
                          right).transpose(2, 3)

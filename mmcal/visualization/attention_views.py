@@ -4,7 +4,7 @@ from typing import Dict
 import numpy as np
 import torch
 
-from mmcal.models.utils.attention_ops import sample_guide_maps
+from mmcal.models.utils.attention_ops import sample_crop_drop_maps
 
 
 def denormalize(data_preprocessor, inputs: torch.Tensor) -> np.ndarray:
@@ -33,9 +33,9 @@ def attention_views(model, inputs: torch.Tensor,
     """Attention maps of a batch and the crops and drops training makes.
 
     As in a training step, a crop map and a drop map are drawn per image
-    from its attention maps (``sample_guide_maps``, here with a fixed seed
-    so a picture is the same every time); the thresholds are the middles of
-    the preprocessor's training ranges.
+    from its attention maps (``sample_crop_drop_maps``, here with a fixed
+    seed so a picture is the same every time); the thresholds are the
+    middles of the preprocessor's training ranges.
 
     Args:
         model: a ``CALClassifier`` (not wrapped), in eval mode.
@@ -52,12 +52,11 @@ def attention_views(model, inputs: torch.Tensor,
     # training is left untouched.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        guides = sample_guide_maps(attention_maps.cpu(), num_samples=2)
-    guides = guides.to(inputs.device)
-    crops = preprocessor.crop(inputs, guides[:, :1],
+        crop_maps, drop_maps = sample_crop_drop_maps(attention_maps.cpu())
+    crops = preprocessor.crop(inputs, crop_maps.to(inputs.device),
                               float(np.mean(preprocessor.crop_theta_range)),
                               preprocessor.crop_padding_ratio)
-    drops = preprocessor.drop(inputs, guides[:, 1:],
+    drops = preprocessor.drop(inputs, drop_maps.to(inputs.device),
                               float(np.mean(preprocessor.drop_theta_range)))
     return dict(
         images=denormalize(preprocessor, inputs),

@@ -52,9 +52,8 @@ def shrink(cfg, data_roots):
             options[f'model.backbone.{key}'] = value
         channels = RESNET_CHANNELS
     if model.get('neck', {}).get('type') == 'BAPNeck':
+        # The head's in_channels follows from the neck's.
         options['model.neck.in_channels'] = channels
-        options['model.head.in_channels'] = (
-            model.neck.num_attentions * channels)
     else:
         options['model.head.in_channels'] = channels
     return options

@@ -10,7 +10,7 @@ import torch
 from mmcv.transforms import Compose
 from mmpretrain.registry import MODELS
 
-from mmcal_test_utils import NUM_CLASSES, tiny_model_cfg
+from mmcal_test_utils import NUM_CLASSES, PAPER_TEST_VIEWS, tiny_model_cfg
 
 from mmcal.apis import inference_pipeline
 from mmcal.deployment import (INPUT_NAME, OUTPUT_NAME, ONNXClassifier,
@@ -21,7 +21,6 @@ from mmcal.runtime.runner import load_config
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 SIZE = 64
-PAPER_TEST = dict(crops=[(0.3, 0.1), (0.2, 0.1), (0.1, 0.05)], flip=True)
 CLASSES = [f'bird {label}' for label in range(NUM_CLASSES)]
 
 
@@ -55,7 +54,7 @@ def model():
     stage), the paper's test views, and an attention layer shifted so that
     the gray image's maps are all zero while random images keep peaks."""
     torch.manual_seed(0)
-    cfg = tiny_model_cfg(test_cfg=PAPER_TEST)
+    cfg = tiny_model_cfg(test_cfg=PAPER_TEST_VIEWS)
     cfg['backbone']['strides'] = (1, 2, 2, 1)
     model = MODELS.build(cfg).eval()
     conv, norm = model.neck.attention[:2]
@@ -102,11 +101,11 @@ def test_gray_image_has_zero_attention_and_whole_image_crops(model):
     maps = mean_attention(model, BATCH)
     assert torch.equal(maps[0], torch.zeros_like(maps[0]))
     assert (maps[1:].amax(dim=(1, 2, 3)) > 0).all()
-    for theta, padding in PAPER_TEST['crops']:
+    for theta, padding in PAPER_TEST_VIEWS['crops']:
         boxes = attention_crop_boxes(maps, (SIZE, SIZE), theta, padding)
-        assert boxes[0].tolist() == [0, SIZE, 0, SIZE]
+        assert boxes[0].tolist() == [0, 0, SIZE, SIZE]
         # The random images are cropped: the crops are a real test.
-        areas = (boxes[1:, 1] - boxes[1:, 0]) * (boxes[1:, 3] - boxes[1:, 2])
+        areas = (boxes[1:, 2] - boxes[1:, 0]) * (boxes[1:, 3] - boxes[1:, 1])
         assert (areas < SIZE * SIZE).any()
 
 
@@ -144,7 +143,7 @@ def test_graph_names_shapes_and_metadata(exported):
                 for entry in proto.metadata_props}
     assert metadata['classes'] == CLASSES
     assert metadata['image_size'] == [SIZE, SIZE]
-    assert metadata['views'] == json.loads(json.dumps(PAPER_TEST))
+    assert metadata['views'] == json.loads(json.dumps(PAPER_TEST_VIEWS))
     classifier = ONNXClassifier(exported('test'))
     assert classifier.classes == CLASSES
     assert classifier.image_size == (SIZE, SIZE)

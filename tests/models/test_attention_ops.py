@@ -177,19 +177,20 @@ def test_crop_box_hand_value():
     # of the map is hot, so the upsampled value at (i, j) is
     # (1 - i/10) * (1 - j/10); theta 0.5 keeps (1-i/10)(1-j/10) >= 0.5,
     # i.e. rows/cols 0..5 (i=5, j=0: 0.5). Padding 0.1 * 11 = 1.1:
-    # bottom = int(5 + 1.1) = 6, right = 6, top = max(int(0 - 1.1), 0) = 0.
+    # bottom = int(5 + 1.1) = 6, right = 6, top = max(int(0 - 1.1), 0) = 0,
+    # as (x1, y1, x2, y2) with exclusive ends.
     guide = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])
     boxes = attention_crop_boxes(guide, (11, 11), 0.5, 0.1)
-    assert boxes.tolist() == [[0, 6, 0, 6]]
+    assert boxes.tolist() == [[0, 0, 6, 6]]
     # int() truncates toward zero: a negative top of -1.1 becomes -1 -> 0,
     # and with a hot centre pixel the box is symmetric.
     guide = torch.zeros(1, 1, 3, 3)
     guide[0, 0, 1, 1] = 1.0
     # Upsampled to 21x21: row 10 is the peak, value 1 - |i-10|/10; >= 0.75
     # for rows 8..12. Padding 0.1 * 21 = 2.1: top int(8-2.1)=5,
-    # bottom int(12+2.1)=14.
+    # bottom int(12+2.1)=14; the same for the columns.
     boxes = attention_crop_boxes(guide, (21, 21), 0.75, 0.1)
-    assert boxes.tolist() == [[5, 14, 5, 14]]
+    assert boxes.tolist() == [[5, 5, 14, 14]]
 
 
 def test_crop_one_pixel_mask_without_padding():
@@ -201,7 +202,7 @@ def test_crop_one_pixel_mask_without_padding():
     guide[0, 0, 1, 1] = 1.0
     images = torch.randn(1, 3, 9, 9)
     assert attention_crop_boxes(guide, (9, 9), 1.0, 0.0).tolist() == [
-        [4, 5, 4, 5]
+        [4, 4, 5, 5]
     ]
     crops = attention_crop(images, guide, 1.0, 0.0)
     assert torch.equal(crops, images[:, :, 4:5, 4:5].expand_as(images))
@@ -216,7 +217,7 @@ def test_crop_degenerate_maps_give_whole_image(name, guide):
     generator = torch.Generator().manual_seed(3)
     images = torch.randn(1, 3, 16, 20, generator=generator)
     boxes = attention_crop_boxes(guide, (16, 20), 0.5, 0.1)
-    assert boxes.tolist() == [[0, 16, 0, 20]], name
+    assert boxes.tolist() == [[0, 0, 20, 16]], name
     torch.testing.assert_close(
         attention_crop(images, guide, 0.5, 0.1), images, atol=1e-5, rtol=0)
 
@@ -227,7 +228,7 @@ def test_crop_empty_mask_in_a_batch_only_affects_that_sample():
     maps = peaked_maps(3, (4, 4), generator)
     maps[1] = float('nan')
     boxes = attention_crop_boxes(maps, (24, 24), 0.5, 0.0)
-    assert boxes[1].tolist() == [0, 24, 0, 24]
+    assert boxes[1].tolist() == [0, 0, 24, 24]
     ref_boxes, ref_crops = reference_crop(images, maps, [0.5] * 3, 0.0)
     assert torch.equal(boxes, ref_boxes)
     torch.testing.assert_close(
@@ -284,9 +285,10 @@ def test_crop_pixels_equal_the_embedding_bag_kernel_bit_for_bit():
             torch.randint(0, size, (2, 4), generator=generator).sort(
                 dim=0).values for size in (height, width)
         ])  # (2 axes, start / stop, B)
+        # (x1, y1, x2, y2), exclusive ends.
         boxes = torch.stack([
-            corners[0, 0], corners[0, 1] + 1, corners[1, 0],
-            corners[1, 1] + 1
+            corners[1, 0], corners[0, 0], corners[1, 1] + 1,
+            corners[0, 1] + 1
         ], dim=1)
         assert torch.equal(
             crop_and_resize(images, boxes), embedding_bag_crop(images, boxes))

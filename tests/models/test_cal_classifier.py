@@ -4,11 +4,14 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from mmcal_test_utils import NUM_ATTENTIONS, NUM_CLASSES, tiny_model_cfg
+from mmcal_test_utils import (BACKBONE_CHANNELS, NUM_ATTENTIONS, NUM_CLASSES,
+                              PAPER_TEST_VIEWS, tiny_model_cfg)
 from mmengine.optim import OptimWrapper
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
+from mmcal.models.necks import BAPOutput
+from mmcal.models.utils import sample_crop_drop_maps, sample_guide_maps
 from mmcal.testing.reference_ops import reference_crop, reference_drop
 
 BATCH, SIZE = 4, 64
@@ -107,7 +110,7 @@ def effect_gradients(model, detach_counterfactual):
         parts, counterfactual, maps = forward(inputs)
         if detach_counterfactual:
             counterfactual = counterfactual.detach()
-        return parts, counterfactual, maps
+        return BAPOutput(parts, counterfactual, maps)
 
     model.neck.forward = neck_forward
     torch.manual_seed(2)
@@ -164,14 +167,11 @@ def scores_by_hand(model, inputs, crops, flip):
     return logits.softmax(dim=1)
 
 
-PAPER_TEST = dict(crops=[(0.3, 0.1), (0.2, 0.1), (0.1, 0.05)], flip=True)
-
-
 @pytest.mark.parametrize('views', [
     dict(crops=[], flip=False),
     dict(crops=[(0.1, 0.05)], flip=False),
     dict(crops=[(0.1, 0.05)], flip=True),
-    PAPER_TEST,
+    PAPER_TEST_VIEWS,
 ])
 def test_predict_averages_the_views(views):
     model = build().eval()
@@ -186,7 +186,7 @@ def test_predict_averages_the_views(views):
 
 
 def test_val_step_uses_val_cfg_and_test_step_test_cfg():
-    model = build(val_cfg=dict(crops=[]), test_cfg=PAPER_TEST).eval()
+    model = build(val_cfg=dict(crops=[]), test_cfg=PAPER_TEST_VIEWS).eval()
     assert model.val_cfg == dict(crops=[], flip=False)
     images = [
         torch.randint(0, 256, (3, SIZE, SIZE), dtype=torch.uint8)
@@ -199,7 +199,7 @@ def test_val_step_uses_val_cfg_and_test_step_test_cfg():
         test = torch.stack([p.pred_score for p in model.test_step(data)])
         default = torch.stack([p.pred_score for p in model.predict(inputs)])
     torch.testing.assert_close(val, scores_by_hand(model, inputs, [], False))
-    expected = scores_by_hand(model, inputs, PAPER_TEST['crops'], True)
+    expected = scores_by_hand(model, inputs, PAPER_TEST_VIEWS['crops'], True)
     torch.testing.assert_close(test, expected, rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(default, expected, rtol=1e-4, atol=1e-6)
 
@@ -233,3 +233,41 @@ def test_bad_configs_raise():
     cfg['data_preprocessor']['type'] = 'ClsDataPreprocessor'
     with pytest.raises(TypeError, match='AttentionCropDrop'):
         MODELS.build(cfg)
+
+
+def test_head_in_channels_follow_from_the_neck():
+    model = MODELS.build(tiny_model_cfg())
+    assert model.head.in_channels == NUM_ATTENTIONS * BACKBONE_CHANNELS
+    assert model.head.fc.in_features == NUM_ATTENTIONS * BACKBONE_CHANNELS
+    # A head that states the same number is accepted.
+    cfg = tiny_model_cfg()
+    cfg['head']['in_channels'] = NUM_ATTENTIONS * BACKBONE_CHANNELS
+    assert MODELS.build(cfg).head.in_channels == cfg['head']['in_channels']
+
+
+def test_head_in_channels_disagreeing_with_the_neck_names_both_keys():
+    cfg = tiny_model_cfg()
+    cfg['head']['in_channels'] = 7
+    with pytest.raises(ValueError) as error:
+        MODELS.build(cfg)
+    message = str(error.value)
+    assert 'model.head.in_channels=7' in message
+    assert 'model.neck.num_attentions x model.neck.in_channels = ' \
+        f'{NUM_ATTENTIONS * BACKBONE_CHANNELS}' in message
+
+
+def test_neck_output_and_guide_maps_have_names():
+    torch.manual_seed(0)
+    model = MODELS.build(tiny_model_cfg()).eval()
+    inputs = torch.randn(2, 3, 64, 64)
+    feats = model.extract_feat(inputs)
+    part, counterfactual, maps = feats
+    assert feats.part_features is part
+    assert feats.counterfactual_features is counterfactual
+    assert feats.attention_maps is maps
+    torch.manual_seed(1)
+    crop_maps, drop_maps = sample_crop_drop_maps(maps)
+    torch.manual_seed(1)
+    drawn = sample_guide_maps(maps, num_samples=2)
+    assert torch.equal(crop_maps, drawn[:, :1])
+    assert torch.equal(drop_maps, drawn[:, 1:])

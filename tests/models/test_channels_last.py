@@ -5,7 +5,7 @@ another layout, which the x100 logit scale turns into ~1e-5 relative
 differences of the losses, and that is torch's rounding, not ours.
 """
 import torch
-from mmcal_test_utils import tiny_model_cfg, tiny_runner_cfg
+from mmcal_test_utils import PAPER_TEST_VIEWS, tiny_model_cfg, tiny_runner_cfg
 from mmengine.runner import Runner
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
@@ -14,7 +14,6 @@ from mmcal.models.utils import attention_crop_boxes, crop_and_resize
 
 BATCH, SIZE = 4, 64
 LABELS = [0, 2, 2, 1]
-PAPER_TEST = dict(crops=[(0.3, 0.1), (0.2, 0.1), (0.1, 0.05)], flip=True)
 CL = torch.channels_last
 
 
@@ -127,7 +126,7 @@ def test_logits_maps_and_predict_views_equal_the_default_layout():
     outputs = {}
     for channels_last in (False, True):
         model = build(channels_last=channels_last,
-                      test_cfg=PAPER_TEST).double().eval()
+                      test_cfg=PAPER_TEST_VIEWS).double().eval()
         seen = record_layouts(model)
         batch = inputs.contiguous(memory_format=CL) if channels_last \
             else inputs

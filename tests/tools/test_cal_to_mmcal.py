@@ -106,7 +106,6 @@ def test_converted_model_reproduces_reference_logits(depth, channels,
                          num_attentions=NUM_ATTENTIONS)
     cfg['backbone'] = dict(type='ResNet', depth=depth, out_indices=(3, ))
     cfg['neck']['in_channels'] = channels
-    cfg['head']['in_channels'] = NUM_ATTENTIONS * channels
     model = MODELS.build(cfg).eval()
     converted = load_checkpoint_file(dst)
     result = model.load_state_dict(converted['state_dict'], strict=True)
@@ -135,7 +134,6 @@ def test_converted_resnet101_loads_with_the_paper_config(tmp_path):
     cfg = load_config(osp.join(ROOT, 'configs', 'cal_r101_cub_448.py'))
     cfg.model.neck.num_attentions = NUM_ATTENTIONS
     cfg.model.head.num_classes = NUM_CLASSES
-    cfg.model.head.in_channels = NUM_ATTENTIONS * 2048
     cfg.model.data_preprocessor = cfg.data_preprocessor
     model = MODELS.build(cfg.model)
     result = model.load_state_dict(

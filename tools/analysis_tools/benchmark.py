@@ -41,6 +41,7 @@ never waits on the device::
 import argparse
 import itertools
 import os
+import os.path as osp
 import platform
 import random
 import statistics
@@ -51,6 +52,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
+from mmengine.config import Config
 from mmengine.optim import OptimWrapper
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
@@ -61,7 +63,10 @@ from mmcal.testing.reference_ops import reference_crop, reference_drop
 MEAN, STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
 IMAGENET_NORM = dict(mean=MEAN, std=STD, to_rgb=True)
 # The paper's test views (configs/cal_r101_cub_448.py's test_cfg).
-TEST_VIEWS = dict(crops=[(0.3, 0.1), (0.2, 0.1), (0.1, 0.05)], flip=True)
+# The paper's test views, as the recipes state them.
+TEST_VIEWS = Config.fromfile(
+    osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))),
+             'configs', '_base_', 'models', 'cal_views.py')).cal_test_views
 LAYOUTS = ('contiguous', 'channels_last')
 PRECISIONS = ('fp32', 'bf16')
 

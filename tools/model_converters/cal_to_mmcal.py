@@ -156,8 +156,6 @@ def config_overrides(settings: dict) -> str:
         f"model.neck.in_channels={settings['in_channels']}",
         f"model.neck.num_attentions={settings['num_attentions']}",
         f"model.head.num_classes={settings['num_classes']}",
-        'model.head.in_channels='
-        f"{settings['num_attentions'] * settings['in_channels']}",
     ])
 
 

@@ -5,7 +5,6 @@ data_root = 'data/synthetic_birds'
 
 # Mean and std measured on the generated images (0-255 scale).
 data_preprocessor = dict(
-    type='AttentionCropDrop',
     mean=[132.9, 126.5, 120.4],
     std=[46.1, 45.1, 48.7],
     to_rgb=True,

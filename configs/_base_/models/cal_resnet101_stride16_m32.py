@@ -1,6 +1,8 @@
 # CAL as in the paper's CUB-200-2011 experiments: ImageNet-initialised
 # ResNet-101 whose last stage keeps stride 1 (output stride 16: 448 px in,
 # 28 x 28 out) and 32 attention maps.
+_base_ = ['./cal_views.py']
+
 model = dict(
     type='CALClassifier',
     backbone=dict(
@@ -15,9 +17,6 @@ model = dict(
         type='BAPNeck',
         in_channels=2048,
         num_attentions=32),
-    head=dict(
-        type='CALHead',
-        num_classes=200,
-        # M attention maps x C backbone channels.
-        in_channels=32 * 2048),
-    test_cfg=dict(crops=[(0.3, 0.1), (0.2, 0.1), (0.1, 0.05)], flip=True))
+    # in_channels (M x C) follows from the neck.
+    head=dict(type='CALHead', num_classes=200),
+    test_cfg={{_base_.cal_test_views}})

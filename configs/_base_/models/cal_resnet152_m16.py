@@ -1,6 +1,8 @@
 # CAL on an ImageNet-initialised ResNet-152 with 16 attention maps, the
 # model of the 200-class bird project. The last stage keeps stride 2
 # (output stride 32: 300 px in, 10 x 10 out), as in that project.
+_base_ = ['./cal_views.py']
+
 model = dict(
     type='CALClassifier',
     backbone=dict(
@@ -16,11 +18,8 @@ model = dict(
         type='BAPNeck',
         in_channels=2048,
         num_attentions=16),
-    head=dict(
-        type='CALHead',
-        num_classes=200,
-        # M attention maps x C backbone channels.
-        in_channels=16 * 2048),
+    # in_channels (M x C) follows from the neck.
+    head=dict(type='CALHead', num_classes=200),
     # Validation: raw image + one crop of the mean map (the reference's).
     # Testing: the paper's raw + 3 crops, and the same for the flipped image.
-    test_cfg=dict(crops=[(0.3, 0.1), (0.2, 0.1), (0.1, 0.05)], flip=True))
+    test_cfg={{_base_.cal_test_views}})

@@ -6,7 +6,8 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 from ..data_preprocessors.attention_crop_drop import AttentionCropDrop
-from ..utils.attention_ops import sample_guide_maps
+from ..necks.bap_neck import BAPNeck
+from ..utils.attention_ops import sample_crop_drop_maps
 
 # The reference's validation: raw image plus one crop of the mean map.
 DEFAULT_VIEWS = dict(crops=[(0.1, 0.05)], flip=False)
@@ -28,6 +29,28 @@ def parse_views(views: Optional[dict], name: str = 'test_cfg') -> dict:
                 f'0 <= theta <= 1 and padding_ratio >= 0, got {view!r}')
         crops.append((float(view[0]), float(view[1])))
     return dict(crops=crops, flip=bool(views['flip']))
+
+
+def head_with_pooled_channels(head: dict, neck: dict) -> dict:
+    """``head`` with ``in_channels``, the length ``num_attentions *
+    in_channels`` of the neck's pooled features, filled in or checked.
+
+    Stating the number once in the neck keeps a config from disagreeing
+    with itself, which would otherwise only fail at the first forward.
+    """
+    if not (isinstance(head, dict) and isinstance(neck, dict)
+            and 'in_channels' in neck):
+        return head
+    pooled = neck['in_channels'] * neck.get(
+        'num_attentions', BAPNeck.DEFAULT_NUM_ATTENTIONS)
+    stated = head.get('in_channels', pooled)
+    if stated != pooled:
+        raise ValueError(
+            f'model.head.in_channels={stated} does not match the neck\'s '
+            f'pooled features: model.neck.num_attentions x '
+            f'model.neck.in_channels = {pooled}. Leave head.in_channels out: '
+            'CALClassifier derives it from the neck.')
+    return {**head, 'in_channels': pooled}
 
 
 def _listed(keys, limit: int = 10) -> str:
@@ -57,7 +80,10 @@ class CALClassifier(ImageClassifier):
             (0.1, 0.05)], flip=True``.
         Other arguments as ``ImageClassifier``; the neck must be a
         :class:`BAPNeck` and the head a :class:`CALHead` (or modules with
-        the same outputs).
+        the same outputs: the neck's a
+        :class:`mmcal.models.necks.BAPOutput`). The head's ``in_channels``
+        follows from the neck's (``num_attentions * in_channels``) and may
+        be left out.
     """
 
     def __init__(self,
@@ -74,7 +100,7 @@ class CALClassifier(ImageClassifier):
         super().__init__(
             backbone=backbone,
             neck=neck,
-            head=head,
+            head=head_with_pooled_channels(head, neck),
             data_preprocessor=data_preprocessor,
             **kwargs)
         if not isinstance(self.data_preprocessor, AttentionCropDrop):
@@ -130,14 +156,14 @@ class CALClassifier(ImageClassifier):
 
     def get_attention_maps(self, inputs: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) normalised batch -> (B, M, h, w) attention maps."""
-        return self.extract_feat(inputs)[2]
+        return self.extract_feat(inputs).attention_maps
 
     def loss(self, inputs: torch.Tensor,
              data_samples: List[DataSample]) -> dict:
         feats = self.extract_feat(inputs)
-        guides = sample_guide_maps(feats[2], num_samples=2)
-        aug_inputs = self.data_preprocessor.augment(inputs, guides[:, :1],
-                                                    guides[:, 1:])
+        crop_maps, drop_maps = sample_crop_drop_maps(feats.attention_maps)
+        aug_inputs = self.data_preprocessor.augment(inputs, crop_maps,
+                                                    drop_maps)
         aug_feats = self.extract_feat(aug_inputs)
         return self.head.loss(feats, data_samples, aug_feats=aug_feats)
 
@@ -158,7 +184,7 @@ class CALClassifier(ImageClassifier):
         feats = self.extract_feat(inputs)
         logits = [self.head(feats)]
         if crops:
-            mean_map = feats[2].mean(dim=1, keepdim=True)
+            mean_map = feats.attention_maps.mean(dim=1, keepdim=True)
             crop_inputs = torch.cat([
                 self.data_preprocessor.crop(inputs, mean_map, theta, padding)
                 for theta, padding in crops
@@ -191,5 +217,5 @@ class CALClassifier(ImageClassifier):
                 data_samples: Optional[List[DataSample]] = None,
                 views: Optional[dict] = None) -> List[DataSample]:
         """Scores averaged over ``views`` (default: ``test_cfg``)."""
-        return self.head._get_predictions(
+        return self.head.predict_from_logits(
             self.predict_logits(inputs, views), data_samples)

@@ -7,7 +7,8 @@ from mmpretrain.registry import MODELS
 from ..utils.attention_ops import Theta, attention_crop, attention_drop
 
 
-def _check_range(name: str, value_range: Sequence[float]) -> Tuple[float, float]:
+def _check_range(name: str,
+                 value_range: Sequence[float]) -> Tuple[float, float]:
     if len(value_range) != 2:
         raise ValueError(f'{name} must be (low, high), got {value_range!r}')
     low, high = value_range

@@ -55,8 +55,8 @@ def feature_center_update(
 
 
 def _distributed_center_update(
-        centers: torch.Tensor, features: torch.Tensor,
-        labels: torch.Tensor, beta: float) -> Tuple[torch.Tensor, torch.Tensor]:
+        centers: torch.Tensor, features: torch.Tensor, labels: torch.Tensor,
+        beta: float) -> Tuple[torch.Tensor, torch.Tensor]:
     """``feature_center_update`` with sums and counts over all ranks."""
     normalized = F.normalize(centers, dim=-1)
     targets = normalized[labels]
@@ -95,8 +95,9 @@ class CALHead(ClsHead):
         loss: config of the classification loss (batch mean).
         topk, cal_acc, init_cfg: as in ``ClsHead``.
 
-    Input ``feats`` of every method is a neck output ``(features,
-    counterfactual_features, attention_maps)``.
+    Input ``feats`` of every method is a neck output ``(part_features,
+    counterfactual_features, attention_maps)`` (a
+    :class:`mmcal.models.necks.BAPOutput`).
     """
 
     DEFAULT_LOSS_WEIGHTS = dict(raw=1 / 3, aug=2 / 3, effect=1.0, center=1.0)
@@ -115,9 +116,13 @@ class CALHead(ClsHead):
             loss=loss, topk=topk, cal_acc=cal_acc, init_cfg=init_cfg)
         unknown = set(loss_weights or {}) - set(self.DEFAULT_LOSS_WEIGHTS)
         if unknown:
-            raise ValueError(f'Unknown CALHead loss_weights keys {sorted(unknown)}; '
-                             f'valid keys are {sorted(self.DEFAULT_LOSS_WEIGHTS)}')
-        self.loss_weights = {**self.DEFAULT_LOSS_WEIGHTS, **(loss_weights or {})}
+            raise ValueError(
+                f'Unknown CALHead loss_weights keys {sorted(unknown)}; valid '
+                f'keys are {sorted(self.DEFAULT_LOSS_WEIGHTS)}')
+        self.loss_weights = {
+            **self.DEFAULT_LOSS_WEIGHTS,
+            **(loss_weights or {})
+        }
         self.num_classes = num_classes
         self.in_channels = in_channels
         self.scale = scale
@@ -128,7 +133,7 @@ class CALHead(ClsHead):
 
     def pre_logits(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
         """The pooled part features (B, M * C)."""
-        features = feats[0]
+        features, _, _ = feats
         if features.dim() != 2 or features.shape[1] != self.in_channels:
             raise ValueError(
                 f'CALHead(in_channels={self.in_channels}) got features of '
@@ -144,9 +149,24 @@ class CALHead(ClsHead):
         """Raw logits (B, K)."""
         return self.classify(self.pre_logits(feats))
 
-    def effect_logits(self, feats: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Effect logits ``p - p'`` (B, K)."""
-        return self(feats) - self.classify(feats[1])
+    def effect_logits(self,
+                      feats: Sequence[torch.Tensor],
+                      logits: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Effect logits ``p - p'`` (B, K); ``logits``, the raw logits ``p``
+        of ``feats``, when they are at hand already."""
+        _, counterfactual_features, _ = feats
+        if logits is None:
+            logits = self(feats)
+        return logits - self.classify(counterfactual_features)
+
+    def predict_from_logits(
+            self,
+            logits: torch.Tensor,
+            data_samples: Optional[List[DataSample]] = None
+    ) -> List[DataSample]:
+        """Scores and labels of (B, K) logits, e.g. averaged over views, as
+        ``ClsHead.predict`` gives them for its own logits."""
+        return self._get_predictions(logits, data_samples)
 
     def loss(self,
              feats: Sequence[torch.Tensor],
@@ -168,18 +188,19 @@ class CALHead(ClsHead):
         labels = torch.cat([sample.gt_label for sample in data_samples])
         features = self.pre_logits(feats)
         logits = self.classify(features)
-        effect = logits - self.classify(feats[1])
+        effect = self.effect_logits(feats, logits)
         weights = self.loss_weights
         losses = dict(loss_raw=weights['raw'] * self._ce(logits, labels))
 
         effect_logits = [effect]
         if aug_feats is not None:
-            num_views = aug_feats[0].shape[0] // labels.shape[0]
+            aug_features = self.pre_logits(aug_feats)
+            num_views = aug_features.shape[0] // labels.shape[0]
             aug_labels = labels.repeat(num_views)
-            aug_logits = self.classify(self.pre_logits(aug_feats))
+            aug_logits = self.classify(aug_features)
             losses['loss_aug'] = weights['aug'] * self._ce(
                 aug_logits, aug_labels)
-            effect_logits.append(aug_logits - self.classify(aug_feats[1]))
+            effect_logits.append(self.effect_logits(aug_feats, aug_logits))
         effect_logits = torch.cat(effect_logits)
         losses['loss_effect'] = weights['effect'] * self._ce(
             effect_logits, labels.repeat(effect_logits.shape[0] //

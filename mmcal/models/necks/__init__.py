@@ -1,3 +1,3 @@
-from .bap_neck import BAPNeck
+from .bap_neck import BAPNeck, BAPOutput
 
-__all__ = ['BAPNeck']
+__all__ = ['BAPNeck', 'BAPOutput']

@@ -1,4 +1,4 @@
-from typing import Tuple
+from typing import NamedTuple, Tuple
 
 import torch
 import torch.nn as nn
@@ -6,6 +6,14 @@ from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 
 from ..utils.attention_ops import bilinear_attention_pool
+
+
+class BAPOutput(NamedTuple):
+    """What :class:`BAPNeck` returns: a tuple, as mmengine expects of a
+    neck, whose parts have names."""
+    part_features: torch.Tensor  # (B, M * C) float32
+    counterfactual_features: torch.Tensor  # (B, M * C) float32
+    attention_maps: torch.Tensor  # (B, M, H, W)
 
 
 @MODELS.register_module()
@@ -25,16 +33,17 @@ class BAPNeck(BaseModule):
         init_cfg: mmengine initialisation config.
 
     Returns (forward):
-        A tuple ``(part_features, counterfactual_features, attention_maps)``
-        of shapes (B, M * C), (B, M * C), (B, M, H, W); the pooled features
-        are float32.
+        A :class:`BAPOutput` ``(part_features, counterfactual_features,
+        attention_maps)`` of shapes (B, M * C), (B, M * C), (B, M, H, W);
+        the pooled features are float32.
     """
 
     COUNTERFACTUALS = ('random', 'uniform')
+    DEFAULT_NUM_ATTENTIONS = 32
 
     def __init__(self,
                  in_channels: int,
-                 num_attentions: int = 32,
+                 num_attentions: int = DEFAULT_NUM_ATTENTIONS,
                  counterfactual: str = 'random',
                  init_cfg=None):
         super().__init__(init_cfg=init_cfg)
@@ -57,7 +66,8 @@ class BAPNeck(BaseModule):
                 'in_channels to the backbone\'s output channels')
         return self.attention(features)
 
-    def counterfactual_maps(self, attention_maps: torch.Tensor) -> torch.Tensor:
+    def counterfactual_maps(self,
+                            attention_maps: torch.Tensor) -> torch.Tensor:
         """Fake attention maps shaped like ``attention_maps``."""
         # Drawn in the default layout whatever the maps' layout: rand_like
         # fills memory in order, so channels_last maps would get other
@@ -67,7 +77,7 @@ class BAPNeck(BaseModule):
             return torch.rand(shape, device=device) * 2
         return torch.ones(shape, device=device)
 
-    def forward(self, inputs: Tuple[torch.Tensor]) -> Tuple[torch.Tensor]:
+    def forward(self, inputs: Tuple[torch.Tensor]) -> BAPOutput:
         features = inputs[-1] if isinstance(inputs, (tuple, list)) else inputs
         if features.dim() != 4:
             raise ValueError(
@@ -78,4 +88,5 @@ class BAPNeck(BaseModule):
         part_features = bilinear_attention_pool(features, attention_maps)
         counterfactual_features = bilinear_attention_pool(
             features, self.counterfactual_maps(attention_maps))
-        return part_features, counterfactual_features, attention_maps
+        return BAPOutput(part_features, counterfactual_features,
+                         attention_maps)

@@ -4,7 +4,7 @@ Every function works on a whole batch at once, on whatever device its inputs
 live on, and never reads a value back to the host, so a training step on a GPU
 does not stall on them.
 """
-from typing import Sequence, Tuple, Union
+from typing import NamedTuple, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -70,6 +70,19 @@ def sample_guide_maps(attention_maps: torch.Tensor,
     index = indices[:, :, None, None].expand(-1, -1,
                                              *attention_maps.shape[-2:])
     return attention_maps.gather(1, index)
+
+
+class GuideMaps(NamedTuple):
+    """The two maps a training step draws per sample, each (B, 1, h, w)."""
+    crop_maps: torch.Tensor
+    drop_maps: torch.Tensor
+
+
+def sample_crop_drop_maps(attention_maps: torch.Tensor) -> GuideMaps:
+    """A crop map and a drop map per sample, drawn by
+    :func:`sample_guide_maps` in one draw (two maps with replacement)."""
+    guides = sample_guide_maps(attention_maps, num_samples=2)
+    return GuideMaps(guides[:, :1], guides[:, 1:])
 
 
 def _per_sample(theta: Theta, batch_size: int,
@@ -140,8 +153,8 @@ def attention_crop_boxes(attention_maps: torch.Tensor,
         padding_ratio: padding as a fraction of the image size.
 
     Returns:
-        (B, 4) int64 boxes ``(top, bottom, left, right)``, bottom and right
-        exclusive.
+        (B, 4) int64 boxes ``(x1, y1, x2, y2)`` in pixels, torchvision's
+        convention, with exclusive ends ``x2``, ``y2``.
     """
     height, width = image_size
     upsampled, thresholds = upsample_guide(attention_maps, image_size, theta)
@@ -169,10 +182,10 @@ def attention_crop_boxes(attention_maps: torch.Tensor,
     right = torch.maximum(right, left + 1)
     empty = ~rows.any(dim=1)
     boxes = [
-        top.masked_fill(empty, 0),
-        bottom.masked_fill(empty, height),
         left.masked_fill(empty, 0),
-        right.masked_fill(empty, width)
+        top.masked_fill(empty, 0),
+        right.masked_fill(empty, width),
+        bottom.masked_fill(empty, height)
     ]
     return torch.stack(boxes, dim=1).long()
 
@@ -183,7 +196,22 @@ def _resample_rows(inputs: torch.Tensor, start: torch.Tensor,
 
     Bilinear with corners aligned, with the source positions and weights
     computed in float32 exactly as ``F.interpolate`` computes them, so the
-    result matches the per-sample resize to float rounding.
+    result matches the per-sample resize to float rounding. The sampling
+    rule, for a sample with ``L = stop - start`` source rows and output
+    row ``i`` in ``0 .. H-1``:
+
+    - ``scale = float32(L - 1) / max(H - 1, 1)`` (float32 division) and
+      position ``p = scale * i`` (float32 product), so row 0 reads source
+      row 0 and row H-1 reads source row L-1 (corners aligned);
+    - ``low = int(p)`` (p >= 0, so truncation is the floor), ``high =
+      min(low + 1, L - 1)`` and weight ``w = clamp(p - low, 0, 1)``;
+    - ``out[i] = src[start + low] * (1 - w) + src[start + high] * w``,
+      the product rounded once and the sum fused (``addcmul_``), which is
+      how ``F.interpolate`` and the earlier ``embedding_bag`` kernel round.
+
+    An off-by-one here moves the crop by a row; the tests compare the
+    boxes with WS-DAN's per-sample loop exactly and the pixels with the
+    ``embedding_bag`` kernel bit for bit.
 
     Args:
         inputs: (B, C, H, W).
@@ -220,8 +248,8 @@ def _resample_rows(inputs: torch.Tensor, start: torch.Tensor,
 def crop_and_resize(inputs: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     """Cut each sample's box and resize it back to the full image size.
 
-    Equal, up to float rounding, to ``F.interpolate(inputs[i:i+1, :, t:b,
-    l:r], (H, W), mode='bilinear', align_corners=True)`` for every sample
+    Equal, up to float rounding, to ``F.interpolate(inputs[i:i+1, :, y1:y2,
+    x1:x2], (H, W), mode='bilinear', align_corners=True)`` for every sample
     ``i``, done for the batch at once as two separable passes (rows, then
     columns), with ``F.interpolate``'s own sample points: ``grid_sample``'s
     normalised coordinates move them enough to change pixels by ~2e-4 at
@@ -229,7 +257,8 @@ def crop_and_resize(inputs: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
 
     Args:
         inputs: (B, C, H, W) images.
-        boxes: (B, 4) int64 ``(top, bottom, left, right)``, exclusive ends.
+        boxes: (B, 4) int64 ``(x1, y1, x2, y2)``, exclusive ends, as
+            :func:`attention_crop_boxes` gives them.
 
     Returns:
         (B, C, H, W) crops in the input's dtype, in channels_last memory
@@ -237,7 +266,7 @@ def crop_and_resize(inputs: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
         caller's torch.cat lays them out faster than a copy here).
     """
     boxes = boxes.to(device=inputs.device, dtype=torch.long)
-    top, bottom, left, right = boxes.unbind(dim=1)
+    left, top, right, bottom = boxes.unbind(dim=1)
     if (inputs.is_contiguous(memory_format=torch.channels_last)
             and not inputs.is_contiguous()):
         # In memory (B, H, W, C): an image row is W * C contiguous values
