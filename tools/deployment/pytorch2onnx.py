@@ -81,11 +81,11 @@ def check_against_pytorch(wrapper: CALProbabilities, path: str,
 
 def main(argv: Optional[List[str]] = None) -> str:
     args = parse_args(argv)
-    model, cfg = init_classifier(args.config, args.checkpoint, 'cpu',
-                                 args.cfg_options)
+    model = init_classifier(args.config, args.checkpoint, 'cpu',
+                            args.cfg_options)
     views = select_views(model, args.views)
     num_classes = model.head.num_classes
-    classes = model.dataset_meta.get('classes')
+    classes = model._dataset_meta.get('classes')
     if not classes:
         raise ValueError(
             'No class names in the checkpoint or the config; name them with '
@@ -97,7 +97,7 @@ def main(argv: Optional[List[str]] = None) -> str:
     if args.shape:
         image_size = tuple(args.shape)
     else:
-        image_size = pipeline_image_size(inference_pipeline(cfg))
+        image_size = pipeline_image_size(inference_pipeline(model._config))
     export_onnx(model, args.out, image_size, views, args.opset, classes)
     difference = check_against_pytorch(
         CALProbabilities(model, views), args.out, image_size)
