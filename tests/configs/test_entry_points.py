@@ -8,6 +8,7 @@ pipelines, hooks, preprocessor and test views are the shipped ones. It is
 trained once through tools/train.py (validation included) and the checkpoint
 is shared by the other entry points.
 """
+import contextlib
 import glob
 import json
 import os.path as osp
@@ -18,6 +19,7 @@ import cv2
 import mmpretrain
 import pytest
 from mmengine.runner import Runner
+from mmengine.utils import ManagerMixin
 from mmpretrain.apis import (ImageClassificationInferencer, get_model,
                              inference_model)
 
@@ -81,7 +83,7 @@ def trained(request, data_roots, tmp_path_factory):
     monkeypatch = pytest.MonkeyPatch()
     monkeypatch.setattr(Runner, 'from_cfg', from_cfg)
     try:
-        load_tool('train.py').main([config, '--work-dir', work_dir])
+        run_tool('train.py', config, '--work-dir', work_dir)
     finally:
         monkeypatch.undo()
     images = sorted(glob.glob(osp.join(
@@ -96,6 +98,29 @@ def trained(request, data_roots, tmp_path_factory):
                 classes=load_config(config).test_dataloader.dataset)
 
 
+@contextlib.contextmanager
+def as_own_process():
+    """Forget the named global instances (loggers, visualizers, message
+    hubs) a tool creates, as its own process would.
+
+    mmengine names them after the config file and the second a Runner
+    starts: a second tool started in the same second would otherwise get
+    the first one's visualizer, whose folder may be gone.
+    """
+    managed, pending = [], [ManagerMixin]
+    while pending:
+        cls = pending.pop()
+        managed.append(cls)
+        pending.extend(cls.__subclasses__())
+    before = {cls: set(cls._instance_dict) for cls in managed}
+    try:
+        yield
+    finally:
+        for cls, names in before.items():
+            for name in set(cls._instance_dict) - names:
+                del cls._instance_dict[name]
+
+
 def run_mmpretrain_tool(tool, *argv):
     """mmpretrain's tools/<tool> from the installed package, as a user runs
     it (``python .../tools/<tool> ARGS``), after ``import mmcal``."""
@@ -103,18 +128,24 @@ def run_mmpretrain_tool(tool, *argv):
     saved = sys.argv
     sys.argv = [osp.join(MM_TOOLS, tool), *map(str, argv)]
     try:
-        runpy.run_path(sys.argv[0], run_name='__main__')
+        with as_own_process():
+            runpy.run_path(sys.argv[0], run_name='__main__')
     finally:
         sys.argv = saved
 
 
+def run_tool(tool, *argv):
+    """mmcal's tools/<tool> ``main``, as in a process of its own."""
+    with as_own_process():
+        return load_tool(tool).main([*map(str, argv)])
+
+
 def test_test_tool_and_tta(trained):
-    test = load_tool('test.py')
     for extra in ([], ['--tta']):
         out = str(trained['root'] / f'metrics{len(extra)}.json')
-        test.main([trained['config'], trained['checkpoint'], '--work-dir',
-                   str(trained['root'] / 'test'), '--out', out,
-                   '--out-item', 'metrics', *extra])
+        run_tool('test.py', trained['config'], trained['checkpoint'],
+                 '--work-dir', trained['root'] / 'test', '--out', out,
+                 '--out-item', 'metrics', *extra)
         with open(out) as file:
             assert 0 <= json.load(file)['accuracy/top1'] <= 100
 
@@ -122,8 +153,8 @@ def test_test_tool_and_tta(trained):
 def test_predict_inferencer_get_model_agree(trained):
     image = trained['images'][0]
     out = str(trained['root'] / 'pred.json')
-    load_tool('predict.py').main(
-        [trained['config'], trained['checkpoint'], image, '--out', out])
+    run_tool('predict.py', trained['config'], trained['checkpoint'], image,
+             '--out', out)
     with open(out) as file:
         top = json.load(file)[0]['predictions'][0]
 
@@ -154,9 +185,8 @@ def test_mmpretrain_analysis_tools(trained, monkeypatch):
                         '--show-path', root / 'cm.png')
     assert osp.getsize(root / 'cm.png') > 0
     results = str(root / 'results.pkl')
-    load_tool('test.py').main([trained['config'], trained['checkpoint'],
-                               '--work-dir', str(root / 'test'),
-                               '--out', results])
+    run_tool('test.py', trained['config'], trained['checkpoint'],
+             '--work-dir', root / 'test', '--out', results)
     run_mmpretrain_tool('analysis_tools/analyze_results.py',
                         trained['config'], results, '--out-dir',
                         root / 'analysis')
