@@ -153,8 +153,8 @@ def main(argv: Optional[List[str]] = None) -> str:
         views['crops'] = args.crops
     if views is not None and args.flip is not None:
         views['flip'] = args.flip
-    loader = image_loader(images, inference_pipeline(model._config), args.batch_size,
-                          args.num_workers)
+    loader = image_loader(images, inference_pipeline(model._config),
+                          args.batch_size, args.num_workers)
     scores = predict_scores(model, loader, views)
     names = [name for name, _ in images]
     write_atomically(

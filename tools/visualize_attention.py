@@ -22,7 +22,7 @@ from PIL import Image
 from mmcal.apis import (collect_images, image_loader, inference_pipeline,
                         init_classifier)
 from mmcal.runtime import add_unsafe_load_argument
-from mmcal.visualization import attention_views, draw_attention_figure
+from mmcal.visualization import attention_views, draw_view_figure
 
 
 def parse_args(argv=None):
@@ -53,7 +53,8 @@ def main(argv: Optional[List[str]] = None) -> List[str]:
     model = init_classifier(args.config, args.checkpoint, args.device,
                             args.cfg_options)
     classes = model._dataset_meta.get('classes')
-    loader = image_loader(images, inference_pipeline(model._config), args.batch_size)
+    loader = image_loader(images, inference_pipeline(model._config),
+                          args.batch_size)
     os.makedirs(args.out_dir, exist_ok=True)
     written = []
     names = iter(name for name, _ in images)
@@ -67,12 +68,8 @@ def main(argv: Optional[List[str]] = None) -> List[str]:
                 label = int(prediction.pred_label)
                 label_name = classes[label] if classes else str(label)
                 score = float(prediction.pred_score[label])
-                picture = draw_attention_figure(
-                    views['images'][index],
-                    views['attention_maps'][index],
-                    views['crops'][index],
-                    views['drops'][index],
-                    title=f'{name}: {label_name} ({score:.2f})')
+                picture = draw_view_figure(
+                    views, index, f'{name}: {label_name} ({score:.2f})')
                 stem = osp.splitext(name)[0].replace('/', '_')
                 path = osp.join(args.out_dir, f'{stem}.png')
                 if path in written:  # same file name from two folders

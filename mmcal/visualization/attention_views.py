@@ -6,6 +6,8 @@ import torch
 
 from mmcal.models.utils.attention_ops import sample_crop_drop_maps
 
+from .attention_figure import draw_attention_figure
+
 
 def denormalize(data_preprocessor, inputs: torch.Tensor) -> np.ndarray:
     """Undo a ``ClsDataPreprocessor``'s normalisation for display.
@@ -63,3 +65,15 @@ def attention_views(model, inputs: torch.Tensor,
         crops=denormalize(preprocessor, crops),
         drops=denormalize(preprocessor, drops),
         attention_maps=attention_maps.float().cpu().numpy())
+
+
+def draw_view_figure(views: Dict[str, np.ndarray], index: int,
+                     title: str) -> np.ndarray:
+    """:func:`draw_attention_figure` of image ``index`` of
+    :func:`attention_views`' output, as an (h, w, 3) uint8 RGB array."""
+    return draw_attention_figure(
+        views['images'][index],
+        views['attention_maps'][index],
+        views['crops'][index],
+        views['drops'][index],
+        title=title)

@@ -13,7 +13,7 @@ from mmpretrain.registry import HOOKS
 from PIL import Image
 
 from mmcal.visualization import (attention_statistics, attention_views,
-                                 draw_attention_figure)
+                                 draw_view_figure)
 
 
 @HOOKS.register_module()
@@ -114,12 +114,7 @@ class AttentionVisualizationHook(Hook):
         for index, sample in enumerate(data['data_samples']):
             stem = osp.splitext(osp.basename(sample.get('img_path', '')))[0]
             name = f'{index:02d}_{stem}' if stem else f'{index:02d}'
-            picture = draw_attention_figure(
-                views['images'][index],
-                views['attention_maps'][index],
-                views['crops'][index],
-                views['drops'][index],
-                title=f'{name}, {unit} {step}')
+            picture = draw_view_figure(views, index, f'{name}, {unit} {step}')
             Image.fromarray(picture).save(osp.join(folder, f'{name}.png'))
             runner.visualizer.add_image(
                 f'attention_{name}', picture, step=step)

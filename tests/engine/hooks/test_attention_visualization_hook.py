@@ -10,7 +10,8 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 from PIL import Image
 
-from mmcal_test_utils import NUM_ATTENTIONS, tiny_runner_cfg, write_image_folder
+from mmcal_test_utils import (NUM_ATTENTIONS, tiny_runner_cfg,
+                              write_image_folder)
 from mmcal.engine.hooks import (AttentionVisualizationHook,
                                 attention_visualization_hook)
 from mmcal.visualization import attention_figure_shape
@@ -73,7 +74,7 @@ def test_a_failing_drawing_only_warns(hooked_run, monkeypatch):
         raise RuntimeError('no canvas')
 
     warnings = []
-    monkeypatch.setattr(attention_visualization_hook, 'draw_attention_figure',
+    monkeypatch.setattr(attention_visualization_hook, 'draw_view_figure',
                         broken)
     monkeypatch.setattr(hooked_run.logger, 'warning', warnings.append)
     hook = AttentionVisualizationHook(interval=1, num_images=1,
