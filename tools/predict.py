@@ -13,20 +13,18 @@ Example::
         --out answer.txt
 """
 import argparse
-import os.path as osp
 from typing import List, Optional
 
 import torch
 from mmengine.config import DictAction
 from mmengine.utils import ProgressBar
 
-from mmcal.apis import (collect_images, format_predictions, image_loader,
+from mmcal.apis import (add_prediction_arguments, check_prediction_arguments,
+                        collect_images, format_predictions, image_loader,
                         inference_pipeline, init_classifier)
 from mmcal.models import CALClassifier
 from mmcal.runtime import add_unsafe_load_argument
 from mmcal.runtime.atomic_save import write_atomically
-
-FORMATS = ('txt', 'csv', 'json')
 
 
 def parse_crops(values: List[str]) -> list:
@@ -47,29 +45,11 @@ def parse_args(argv=None):
         description='Predict classes of image files')
     parser.add_argument('config', help='config file')
     parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument(
-        'input',
-        help='an image, a folder of images, or a list file with one image '
-        'name per line')
-    parser.add_argument('--out', required=True, help='output file')
-    parser.add_argument(
-        '--format',
-        choices=FORMATS,
-        help='txt: "<file name> <class name>" lines (answer.txt); csv / '
-        'json: top-k classes and scores (default: from the extension of '
-        '--out, txt otherwise)')
-    parser.add_argument(
-        '--topk', type=int, default=5, help='classes per image in csv/json')
-    parser.add_argument(
-        '--img-root',
-        help='folder the names of a list file are relative to (default: '
-        'the list file\'s folder)')
+    add_prediction_arguments(parser)
     parser.add_argument(
         '--classes',
         help='file with one class name per line, in label order (default: '
         'the checkpoint\'s or the config\'s class names)')
-    parser.add_argument('--batch-size', type=int, default=16)
-    parser.add_argument('--num-workers', type=int, default=0)
     parser.add_argument('--device', default='cpu', help='e.g. cpu, cuda:0')
     parser.add_argument(
         '--crops',
@@ -94,11 +74,7 @@ def parse_args(argv=None):
             args.crops = parse_crops(args.crops)
         except argparse.ArgumentTypeError as error:
             parser.error(str(error))
-    if args.format is None:
-        extension = osp.splitext(args.out)[1].lower().lstrip('.')
-        args.format = extension if extension in FORMATS else 'txt'
-    if args.topk < 1 or args.batch_size < 1:
-        parser.error('--topk and --batch-size must be positive')
+    check_prediction_arguments(parser, args)
     return args
 
 

@@ -13,8 +13,9 @@ from mmengine.config import DictAction
 from mmengine.evaluator import DumpResults
 
 from mmcal.runtime import add_unsafe_load_argument
-from mmcal.runtime.runner import (build_runner, load_config,
-                                  set_dataloader_defaults, set_work_dir)
+from mmcal.runtime.runner import (add_launcher_arguments, build_runner,
+                                  load_config, set_dataloader_defaults,
+                                  set_work_dir)
 
 
 def parse_args(argv=None):
@@ -41,11 +42,7 @@ def parse_args(argv=None):
     parser.add_argument('--tta', action='store_true', help='flip TTA')
     parser.add_argument('--amp', action='store_true', help='fp16 test')
     add_unsafe_load_argument(parser)
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_launcher_arguments(parser)
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     if args.out_item is not None and args.out is None:
@@ -71,7 +68,8 @@ def add_flip_tta(cfg):
 def build_config(args):
     cfg = load_config(args.config)
     if not osp.isfile(args.checkpoint):
-        raise FileNotFoundError(f'Checkpoint file not found: {args.checkpoint}')
+        raise FileNotFoundError(
+            f'Checkpoint file not found: {args.checkpoint}')
     cfg.launcher = args.launcher
     set_work_dir(cfg, args.config, args.work_dir)
     cfg.load_from = None

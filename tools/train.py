@@ -9,8 +9,9 @@ import os
 from mmengine.config import DictAction
 
 from mmcal.runtime import add_unsafe_load_argument, find_resume_checkpoint
-from mmcal.runtime.runner import (build_runner, load_config,
-                                  set_dataloader_defaults, set_work_dir)
+from mmcal.runtime.runner import (add_launcher_arguments, build_runner,
+                                  load_config, set_dataloader_defaults,
+                                  set_work_dir)
 
 
 def parse_args(argv=None):
@@ -39,11 +40,7 @@ def parse_args(argv=None):
         nargs='+',
         action=DictAction,
         help='override config keys, e.g. train_cfg.max_epochs=2')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_launcher_arguments(parser)
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args

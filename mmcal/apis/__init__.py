@@ -1,8 +1,11 @@
-from .inference import (collect_images, config_classes, folder_images,
-                        format_predictions, image_loader, inference_pipeline,
-                        init_classifier)
+from .inference import (PREDICTION_FORMATS, add_prediction_arguments,
+                        check_prediction_arguments, collect_images,
+                        config_classes, folder_images, format_predictions,
+                        image_loader, inference_pipeline, init_classifier)
 
 __all__ = [
-    'collect_images', 'config_classes', 'folder_images', 'format_predictions',
-    'image_loader', 'inference_pipeline', 'init_classifier'
+    'PREDICTION_FORMATS', 'add_prediction_arguments',
+    'check_prediction_arguments', 'collect_images', 'config_classes',
+    'folder_images', 'format_predictions', 'image_loader',
+    'inference_pipeline', 'init_classifier'
 ]

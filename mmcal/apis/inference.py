@@ -5,6 +5,7 @@ writing predictions.
 Shared by ``tools/predict.py``, ``tools/visualize_attention.py`` and
 ``tools/deployment/onnx_predict.py``.
 """
+import argparse
 import copy
 import csv
 import io
@@ -266,3 +267,42 @@ def format_predictions(names: List[str], scores: torch.Tensor,
             for cell in (classes[label], f'{value:.6g}')
         ])
     return text.getvalue()
+
+
+PREDICTION_FORMATS = ('txt', 'csv', 'json')
+
+
+def add_prediction_arguments(parser: argparse.ArgumentParser) -> None:
+    """The inputs and outputs of ``tools/predict.py`` and
+    ``tools/deployment/onnx_predict.py``, which take the same ones; check
+    them with :func:`check_prediction_arguments` after parsing."""
+    parser.add_argument(
+        'input',
+        help='an image, a folder of images, or a list file with one image '
+        'name per line')
+    parser.add_argument('--out', required=True, help='output file')
+    parser.add_argument(
+        '--format',
+        choices=PREDICTION_FORMATS,
+        help='txt: "<file name> <class name>" lines (answer.txt); csv / '
+        'json: top-k classes and scores (default: from the extension of '
+        '--out, txt otherwise)')
+    parser.add_argument(
+        '--topk', type=int, default=5, help='classes per image in csv/json')
+    parser.add_argument(
+        '--img-root',
+        help='folder the names of a list file are relative to (default: '
+        'the list file\'s folder)')
+    parser.add_argument('--batch-size', type=int, default=16)
+    parser.add_argument('--num-workers', type=int, default=0)
+
+
+def check_prediction_arguments(parser: argparse.ArgumentParser,
+                               args: argparse.Namespace) -> None:
+    """Fill ``--format`` from the extension of ``--out``; refuse a
+    non-positive ``--topk`` or ``--batch-size``."""
+    if args.format is None:
+        extension = osp.splitext(args.out)[1].lower().lstrip('.')
+        args.format = extension if extension in PREDICTION_FORMATS else 'txt'
+    if args.topk < 1 or args.batch_size < 1:
+        parser.error('--topk and --batch-size must be positive')

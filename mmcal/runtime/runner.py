@@ -24,6 +24,16 @@ def load_config(path: str) -> Config:
     return cfg
 
 
+def add_launcher_arguments(parser) -> None:
+    """``--launcher`` and ``--local-rank``, as mmpretrain's tools take
+    them (torch.distributed.launch passes ``--local-rank``)."""
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
 def set_work_dir(cfg: Config, config_path: str,
                  work_dir: Optional[str] = None) -> None:
     """``work_dir`` from the command line, else the config's, else

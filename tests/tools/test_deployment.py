@@ -7,16 +7,13 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from tiny_training import load_tool, trained_tiny_run
+from tiny_training import LIST_ORDER, load_tool, trained_tiny_run
 
 from mmcal_test_utils import tiny_model_cfg, tiny_runner_cfg
 
 pytorch2onnx = load_tool('deployment/pytorch2onnx.py')
 onnx_predict = load_tool('deployment/onnx_predict.py')
 predict = load_tool('predict.py')
-
-LIST_ORDER = ['class_2/1.png', 'class_0/3.png', 'class_1/0.png',
-              'class_0/0.png', 'class_2/3.png']
 
 
 @pytest.fixture(scope='module')

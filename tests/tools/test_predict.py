@@ -10,14 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from tiny_training import load_tool, trained_tiny_run
+from tiny_training import LIST_ORDER, load_tool, trained_tiny_run
 
 from mmcal.apis import inference_pipeline, init_classifier
 
 predict = load_tool('predict.py')
-
-LIST_ORDER = ['class_2/1.png', 'class_0/3.png', 'class_1/0.png',
-              'class_0/0.png', 'class_2/3.png']
 
 
 @pytest.fixture(scope='module')

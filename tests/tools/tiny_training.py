@@ -14,6 +14,9 @@ from mmcal_test_utils import (  # noqa: F401 (re-exported)
     ROOT, load_tool, tiny_runner_cfg, write_image_folder)
 
 CLASSES = ['class_0', 'class_1', 'class_2']
+# Images of the tiny run's folder in an order of no sort, for list files.
+LIST_ORDER = ['class_2/1.png', 'class_0/3.png', 'class_1/0.png',
+              'class_0/0.png', 'class_2/3.png']
 _RUN = {}
 
 

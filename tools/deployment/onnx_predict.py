@@ -15,20 +15,18 @@ Example::
         --img-root data/birds/test --out answer.txt
 """
 import argparse
-import os.path as osp
 from typing import List, Optional
 
 import numpy as np
 import torch
 from mmengine.config import DictAction
 
-from mmcal.apis import (collect_images, format_predictions, image_loader,
+from mmcal.apis import (add_prediction_arguments, check_prediction_arguments,
+                        collect_images, format_predictions, image_loader,
                         inference_pipeline)
 from mmcal.deployment import ONNXClassifier, stack_inputs
 from mmcal.runtime.atomic_save import write_atomically
 from mmcal.runtime.runner import load_config
-
-FORMATS = ('txt', 'csv', 'json')
 
 
 def parse_args(argv=None):
@@ -36,25 +34,7 @@ def parse_args(argv=None):
         description='Predict classes of image files with an ONNX model')
     parser.add_argument('config', help='config file (its test pipeline)')
     parser.add_argument('model', help='.onnx file from pytorch2onnx.py')
-    parser.add_argument(
-        'input',
-        help='an image, a folder of images, or a list file with one image '
-        'name per line')
-    parser.add_argument('--out', required=True, help='output file')
-    parser.add_argument(
-        '--format',
-        choices=FORMATS,
-        help='txt: "<file name> <class name>" lines (answer.txt); csv / '
-        'json: top-k classes and scores (default: from the extension of '
-        '--out, txt otherwise)')
-    parser.add_argument(
-        '--topk', type=int, default=5, help='classes per image in csv/json')
-    parser.add_argument(
-        '--img-root',
-        help='folder the names of a list file are relative to (default: '
-        'the list file\'s folder)')
-    parser.add_argument('--batch-size', type=int, default=16)
-    parser.add_argument('--num-workers', type=int, default=0)
+    add_prediction_arguments(parser)
     parser.add_argument(
         '--threads', type=int, help='onnxruntime threads (default: its own)')
     parser.add_argument(
@@ -63,11 +43,7 @@ def parse_args(argv=None):
         action=DictAction,
         help='override config keys of the test pipeline')
     args = parser.parse_args(argv)
-    if args.format is None:
-        extension = osp.splitext(args.out)[1].lower().lstrip('.')
-        args.format = extension if extension in FORMATS else 'txt'
-    if args.topk < 1 or args.batch_size < 1:
-        parser.error('--topk and --batch-size must be positive')
+    check_prediction_arguments(parser, args)
     return args
 
 
