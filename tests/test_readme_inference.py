@@ -8,8 +8,8 @@ import pytest
 from mmengine.runner import Runner
 
 from mmcal_test_utils import StopAfterFirstEpoch
-from mmcal.datasets import write_synthetic_birds
-from mmcal.runtime.runner import load_config
+from mmcal.datasets.synthetic import DEMO_SET, write_synthetic_birds
+from mmcal.runtime.runner import DATALOADERS, load_config
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = 'configs/cal_r18_synthetic-birds.py'
@@ -31,11 +31,10 @@ def demo_layout(tmp_path_factory):
     root = tmp_path_factory.mktemp('demo_layout')
     os.symlink(osp.join(ROOT, 'configs'), root / 'configs')
     data_root = str(root / 'data' / 'synthetic_birds')
-    # The demo's set (10 classes x 80 images at 96 px; about a second).
-    write_synthetic_birds(data_root, num_classes=10, per_class=80, size=96,
-                          seed=0)
+    # The demo's set (about a second).
+    write_synthetic_birds(data_root, **DEMO_SET)
     cfg = load_config(osp.join(ROOT, CONFIG))
-    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+    for loader in DATALOADERS:
         cfg[loader].dataset.data_root = data_root
     # One iteration of 4 images; the model is the config's, unchanged.
     cfg.train_dataloader.dataset.indices = 4
