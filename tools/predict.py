@@ -8,8 +8,8 @@ file appears only once every image is predicted.
 
 Example::
 
-    python tools/predict.py configs/cal_r101_cub_448.py epoch_160.pth \\
-        data/birds/testing_img_order.txt --img-root data/birds/test \\
+    python tools/predict.py configs/cal_r152_birds.py best.pth \\
+        data/birds/testing_img_order.txt --img-root data/birds/testing_images \\
         --out answer.txt
 """
 import argparse
