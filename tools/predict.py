@@ -9,8 +9,8 @@ file appears only once every image is predicted.
 Example::
 
     python tools/predict.py configs/cal_r152_birds.py best.pth \\
-        data/birds/testing_img_order.txt --img-root data/birds/testing_images \\
-        --out answer.txt
+        data/birds/testing_img_order.txt \\
+        --img-root data/birds/testing_images --out answer.txt
 """
 import argparse
 from typing import List, Optional
