@@ -125,10 +125,10 @@ def main(argv: Optional[List[str]] = None) -> str:
         views = None
     else:
         views = dict(model.test_cfg)
-    if views is not None and args.crops is not None:
-        views['crops'] = args.crops
-    if views is not None and args.flip is not None:
-        views['flip'] = args.flip
+        if args.crops is not None:
+            views['crops'] = args.crops
+        if args.flip is not None:
+            views['flip'] = args.flip
     loader = image_loader(images, inference_pipeline(model._config),
                           args.batch_size, args.num_workers)
     scores = predict_scores(model, loader, views)
