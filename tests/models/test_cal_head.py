@@ -9,7 +9,7 @@ from mmengine.runner import Runner
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from mmcal.models.heads import feature_center_update
+from mmcal.models.heads import feature_center_update_
 from mmcal.runtime.checkpoint_loading import load_checkpoint_file
 
 NUM_CLASSES, DIM = 3, 4
@@ -87,30 +87,31 @@ def test_feature_center_update_by_hand_with_repeated_label():
     centers[2] = 0  # a zero centre normalises to zero
     features = torch.randn(5, DIM)
     labels = [1, 0, 1, 1, 2]  # class 1 three times
-    targets, new = feature_center_update(centers, features,
-                                         torch.tensor(labels), 0.05)
+    new = centers.clone()
+    targets = feature_center_update_(new, features, torch.tensor(labels), 0.05)
     hand_targets, hand_new = center_update_by_hand(centers, features.tolist(),
                                                    labels, 0.05)
     torch.testing.assert_close(targets, torch.tensor(hand_targets))
     torch.testing.assert_close(new, torch.tensor(hand_new))
     # A class absent from the batch keeps its centre.
     labels = torch.tensor([0, 0])
-    _, new = feature_center_update(centers, features[:2], labels, 0.05)
+    new = centers.clone()
+    feature_center_update_(new, features[:2], labels, 0.05)
     assert torch.equal(new[1:], centers[1:])
 
 
 def test_single_process_center_update_is_bitwise_the_all_classes_one():
     # One process updates only the batch's rows; the (K, D) computation of
     # distributed training must give the very same bits.
-    from mmcal.models.heads.cal_head import _distributed_center_update
+    from mmcal.models.heads.cal_head import _distributed_center_update_
     torch.manual_seed(2)
     centers = torch.randn(NUM_CLASSES, DIM)
     features = torch.randn(7, DIM)
     features[6, 0] = float('nan')  # class 2's update is not finite there
     labels = torch.tensor([1, 0, 1, 1, 0, 1, 2])
-    targets, new = feature_center_update(centers, features, labels, 0.05)
-    all_targets, all_new = _distributed_center_update(
-        centers, features, labels, 0.05)
+    new, all_new = centers.clone(), centers.clone()
+    targets = feature_center_update_(new, features, labels, 0.05)
+    all_targets = _distributed_center_update_(all_new, features, labels, 0.05)
     assert torch.equal(targets, all_targets)
     assert torch.equal(new, all_new)
     assert torch.equal(new[2, :1], centers[2, :1])
@@ -161,10 +162,13 @@ def test_second_step_uses_normalised_old_centres():
     head = build_head(loss_weights=dict(center=0.5))
     centers = torch.randn(NUM_CLASSES, DIM)
     head.feature_centers.copy_(centers)
+    storage = head.feature_centers.data_ptr()
     labels = [1, 1, 0]
     features = torch.randn(3, DIM)
     losses = head.loss((features, torch.randn(3, DIM), None),
                        samples(labels))
+    # Updated in place: no (K, D) copy per step.
+    assert head.feature_centers.data_ptr() == storage
     assert 'loss_aug' not in losses
     targets, new = center_update_by_hand(centers, features.tolist(), labels,
                                          0.05)

@@ -11,7 +11,7 @@ from mmengine.model import convert_sync_batchnorm
 from mmengine.runner import Runner
 from mmpretrain.registry import MODELS
 
-from mmcal.models.heads import feature_center_update
+from mmcal.models.heads import feature_center_update_
 
 WORLD_SIZE = 2
 
@@ -74,8 +74,9 @@ def worker(rank, out_dir, data_root):
     torch.set_num_threads(1)
     centers, features, labels = center_inputs()
     half = slice(4 * rank, 4 * rank + 4)
-    targets, new_centers = feature_center_update(centers, features[half],
-                                                 labels[half], 0.05)
+    new_centers = centers.clone()
+    targets = feature_center_update_(new_centers, features[half],
+                                     labels[half], 0.05)
     result = dict(
         targets=targets,
         centers=new_centers,
@@ -97,7 +98,8 @@ def rank_results(tmp_path_factory):
 
 def test_center_update_equals_single_process_global_batch(rank_results):
     centers, features, labels = center_inputs()
-    targets, expected = feature_center_update(centers, features, labels, 0.05)
+    expected = centers.clone()
+    targets = feature_center_update_(expected, features, labels, 0.05)
     # Identical on both ranks and equal to one update on the global batch
     # (class 1, seen on both ranks, moves by the mean of its 4 updates).
     first, second = rank_results
@@ -107,7 +109,8 @@ def test_center_update_equals_single_process_global_batch(rank_results):
     torch.testing.assert_close(second['targets'], targets[4:])
     assert torch.equal(first['centers'][3], centers[3])
     # Not what a rank alone would compute.
-    _, alone = feature_center_update(centers, features[:4], labels[:4], 0.05)
+    alone = centers.clone()
+    feature_center_update_(alone, features[:4], labels[:4], 0.05)
     assert not torch.allclose(alone, expected)
 
 

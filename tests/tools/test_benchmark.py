@@ -25,6 +25,28 @@ def test_reference_and_mmcal_backbones_have_output_stride_16(tool):
     assert reference.feature_center.shape == (3, 2 * 512)
 
 
+def test_reference_with_mmcal_weights_computes_what_mmcal_computes(tool):
+    # The two contenders of the iteration benchmark must do the same work
+    # on the same values: with mmcal's weights, the reference network's
+    # maps, part features and logits are mmcal's.
+    args = tool.parse_args(['--depth', '18', '--num-attentions', '2',
+                            '--num-classes', '3'])
+    torch.manual_seed(0)
+    cal = tool.build_mmcal(args, False, torch.device('cpu')).eval()
+    reference = tool.ReferenceCAL(18, 2, 3)
+    before = reference.fc.weight.clone()
+    reference.load_mmcal_weights(cal).eval()
+    assert not torch.equal(reference.fc.weight, before)
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        logits, _, features, maps = reference(images)
+        feats = cal.extract_feat(images)
+        ours = cal.head(feats)
+    torch.testing.assert_close(maps, feats.attention_maps)
+    torch.testing.assert_close(features, feats.part_features)
+    torch.testing.assert_close(logits, ours)
+
+
 def test_smoke_run_prints_every_ratio(tool, capsys):
     tool.main([
         '--depth', '18', '--image-size', '32', '--batch-size', '2',

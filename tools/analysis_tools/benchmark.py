@@ -7,13 +7,14 @@ medians, ratios of medians and medians of the per-round ratios.
 1. Training iteration (forward, backward, SGD step), each contender in each
    memory layout asked for (``--layouts``) and precision (``--precisions``):
    - ``mmcal``: ``CALClassifier.train_step`` on a uint8 batch, as the Runner
-     calls it (normalisation, raw pass, crop + drop, one pass over the 2B
-     augmented images, CAL's losses); channels_last through
-     ``AttentionCropDrop(channels_last=True)``;
+     builds (``init_weights``) and calls it (normalisation, raw pass, crop +
+     drop, one pass over the 2B augmented images, CAL's losses);
+     channels_last through ``AttentionCropDrop(channels_last=True)``;
    - ``reference``: the reference code's iteration, as it trains: a
      torchvision ResNet, guide maps drawn per sample on the host, the
      per-sample crop and drop loops of ``mmcal.testing.reference_ops``, the
-     same losses, on an already normalised batch;
+     same losses, on an already normalised batch; it starts from mmcal's
+     weights, so both compute on the same values;
    - ``plain``: mmpretrain's ``ImageClassifier`` (ResNet, global average
      pooling, linear head) ``train_step``, same backbone, batch and input.
 2. Prediction: ``CALClassifier.test_step`` with the paper's test views (raw
@@ -28,10 +29,11 @@ medians, ratios of medians and medians of the per-round ratios.
    paper's test views.
 
 The defaults are a CPU setting (ResNet-50 at output stride 16, M = 8, batch
-4, 112 px, 9 runs); on a GPU, with peak memory and a check that mmcal's step
-never waits on the device::
+4, 112 px, 9 runs; on a shared or virtual machine, where single runs vary by
+10 % or more, ``--repeats 25`` steadies the medians); on a GPU, with peak
+memory and a check that mmcal's step never waits on the device::
 
-    python tools/analysis_tools/benchmark.py --threads 2
+    python tools/analysis_tools/benchmark.py --threads 2 --repeats 25
     python tools/analysis_tools/benchmark.py --device cuda --depth 101 \\
         --image-size 448 --batch-size 16 --num-attentions 32 \\
         --precisions fp32 bf16
@@ -46,6 +48,7 @@ import platform
 import random
 import statistics
 import time
+from collections import OrderedDict
 
 import numpy as np
 import torch
@@ -53,6 +56,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 from mmengine.config import Config
+from mmengine.logging import MMLogger
 from mmengine.optim import OptimWrapper
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
@@ -174,9 +178,22 @@ def channels_of(depth: int) -> int:
     return 512 if depth < 50 else 2048
 
 
+def initialised(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` on ``device`` with its ``init_cfg`` applied, as the Runner
+    builds it.
+
+    PyTorch's default initialisation that a model keeps without this makes
+    this CPU's convolution backward some 10 % slower on the same shapes,
+    which would be charged to mmcal and the plain model alike and not to
+    the reference's torchvision ResNet, which initialises itself.
+    """
+    model.init_weights()
+    return model.to(device)
+
+
 def build_mmcal(args, channels_last: bool, device: torch.device):
     channels = channels_of(args.depth)
-    return MODELS.build(
+    return initialised(MODELS.build(
         dict(
             type='CALClassifier',
             backbone=backbone_cfg(args.depth),
@@ -192,11 +209,11 @@ def build_mmcal(args, channels_last: bool, device: torch.device):
             data_preprocessor=dict(
                 type='AttentionCropDrop',
                 channels_last=channels_last,
-                **IMAGENET_NORM))).to(device)
+                **IMAGENET_NORM))), device)
 
 
 def build_plain(args, channels_last: bool, device: torch.device):
-    model = MODELS.build(
+    model = initialised(MODELS.build(
         dict(
             type='ImageClassifier',
             backbone=backbone_cfg(args.depth),
@@ -205,7 +222,7 @@ def build_plain(args, channels_last: bool, device: torch.device):
                 type='LinearClsHead',
                 num_classes=args.num_classes,
                 in_channels=channels_of(args.depth)),
-            data_preprocessor=dict(**IMAGENET_NORM))).to(device)
+            data_preprocessor=dict(**IMAGENET_NORM))), device)
     if channels_last:
         # A plain model has no switch: its layout follows the inputs', so
         # converting the weights is all it takes.
@@ -236,7 +253,9 @@ class ReferenceCAL(nn.Module):
         first = resnet.layer4[0]
         (first.conv2 if depth >= 50 else first.conv1).stride = (1, 1)
         first.downsample[0].stride = (1, 1)
-        self.features = nn.Sequential(*list(resnet.children())[:-2])
+        # torchvision's module names, which are mmpretrain's ResNet's.
+        self.features = nn.Sequential(
+            OrderedDict(list(resnet.named_children())[:-2]))
         channels = resnet.fc.in_features
         self.num_attentions = num_attentions
         self.attentions = nn.Sequential(
@@ -247,6 +266,15 @@ class ReferenceCAL(nn.Module):
         self.register_buffer('feature_center',
                              torch.zeros(num_classes,
                                          num_attentions * channels))
+
+    def load_mmcal_weights(self, model: nn.Module) -> 'ReferenceCAL':
+        """Take the weights of ``model``, a ``CALClassifier`` of the same
+        sizes, so that both contenders compute on the same values: this
+        CPU's convolution speed depends on them."""
+        self.features.load_state_dict(model.backbone.state_dict())
+        self.attentions.load_state_dict(model.neck.attention.state_dict())
+        self.fc.load_state_dict(model.head.fc.state_dict())
+        return self
 
     def forward(self, images):
         features = self.features(images)
@@ -366,8 +394,9 @@ def benchmark_iteration(args, device: torch.device):
         mmcal_steps[suffix] = mmengine_step(cal, data, precision, device)
         contenders[f'mmcal ({suffix})'] = mmcal_steps[suffix]
         torch.manual_seed(0)
-        reference = ReferenceCAL(args.depth, args.num_attentions,
-                                 args.num_classes).to(device).train()
+        reference = ReferenceCAL(
+            args.depth, args.num_attentions,
+            args.num_classes).to(device).load_mmcal_weights(cal).train()
         images = normalised
         if channels_last:
             reference = reference.to(memory_format=torch.channels_last)
@@ -523,6 +552,8 @@ def benchmark_onnx(args):
 
 def main(argv=None):
     args = parse_args(argv)
+    # init_weights reports every parameter at INFO level.
+    MMLogger.get_instance('mmcal_benchmark', log_level='WARNING')
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)

@@ -1,3 +1,3 @@
-from .cal_head import CALHead, feature_center_update
+from .cal_head import CALHead, feature_center_update_
 
-__all__ = ['CALHead', 'feature_center_update']
+__all__ = ['CALHead', 'feature_center_update_']

@@ -1,4 +1,4 @@
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -10,10 +10,11 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 
-def feature_center_update(
-        centers: torch.Tensor, features: torch.Tensor, labels: torch.Tensor,
-        beta: float) -> Tuple[torch.Tensor, torch.Tensor]:
-    """One step of CAL's moving feature centres.
+@torch.no_grad()
+def feature_center_update_(centers: torch.Tensor, features: torch.Tensor,
+                           labels: torch.Tensor,
+                           beta: float) -> torch.Tensor:
+    """One step of CAL's moving feature centres, in place.
 
     The target of a sample is its class centre, L2-normalised, taken before
     the update. A class seen ``n`` times moves by the mean of its ``n``
@@ -22,19 +23,18 @@ def feature_center_update(
     the same update.
 
     Args:
-        centers: (K, D) current centres.
-        features: (B, D) features of the batch (detached here).
+        centers: (K, D) current centres, updated in place; entries whose
+            update is not finite keep their old value.
+        features: (B, D) features of the batch (not differentiated).
         labels: (B,) class indices.
         beta: update rate.
 
     Returns:
-        ``(targets, new_centers)``: (B, D) targets of the samples and the
-        (K, D) updated centres; entries whose update is not finite keep
-        their old value.
+        (B, D) targets of the samples.
     """
-    features = features.detach().to(centers.dtype)
+    features = features.to(centers.dtype)
     if get_world_size() > 1:
-        return _distributed_center_update(centers, features, labels, beta)
+        return _distributed_center_update_(centers, features, labels, beta)
     # One process: only the batch's rows change. Working on them alone
     # spares some ten passes over the whole (K, D) matrix per step (K = 200,
     # D = 32 * 2048 in the reference recipe), with the same sums in the same
@@ -50,14 +50,16 @@ def feature_center_update(
     # A batch with non-finite features (a diverging step that
     # FiniteLossOptimWrapper skips) must not poison the centres for good.
     new_rows = torch.where(new_rows.isfinite(), new_rows, rows)
-    # Repeated labels write the same row: the copy order does not matter.
-    return targets, centers.index_copy(0, labels, new_rows)
+    # Repeated labels write the same row: the write order does not matter.
+    centers.index_copy_(0, labels, new_rows)
+    return targets
 
 
-def _distributed_center_update(
-        centers: torch.Tensor, features: torch.Tensor, labels: torch.Tensor,
-        beta: float) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``feature_center_update`` with sums and counts over all ranks."""
+def _distributed_center_update_(centers: torch.Tensor,
+                                features: torch.Tensor,
+                                labels: torch.Tensor,
+                                beta: float) -> torch.Tensor:
+    """``feature_center_update_`` with sums and counts over all ranks."""
     normalized = F.normalize(centers, dim=-1)
     targets = normalized[labels]
     sums = torch.zeros_like(centers).index_add_(0, labels, features)
@@ -72,8 +74,8 @@ def _distributed_center_update(
     new_centers = centers + beta * seen * (means - normalized)
     # A batch with non-finite features (a diverging step that
     # FiniteLossOptimWrapper skips) must not poison the centres for good.
-    new_centers = torch.where(new_centers.isfinite(), new_centers, centers)
-    return targets, new_centers
+    centers.copy_(torch.where(new_centers.isfinite(), new_centers, centers))
+    return targets
 
 
 @MODELS.register_module()
@@ -206,10 +208,8 @@ class CALHead(ClsHead):
             effect_logits, labels.repeat(effect_logits.shape[0] //
                                          labels.shape[0]))
 
-        with torch.no_grad():
-            targets, new_centers = feature_center_update(
-                self.feature_centers, features, labels, self.center_momentum)
-            self.feature_centers.copy_(new_centers)
+        targets = feature_center_update_(self.feature_centers, features,
+                                         labels, self.center_momentum)
         center_loss = (features - targets).pow(2).sum() / features.shape[0]
         losses['loss_center'] = weights['center'] * center_loss
 
