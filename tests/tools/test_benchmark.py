@@ -64,3 +64,15 @@ def test_smoke_run_prints_every_ratio(tool, capsys):
             'raw  views: PyTorch', 'test views: PyTorch'
     ]:
         assert line in out, line
+
+
+def test_ratio_line_gives_medians_and_the_spread_of_rounds(tool):
+    times = dict(cal=[2.0, 6.0, 3.0, 8.0, 5.0], ref=[1.0, 2.0, 1.0, 2.0, 1.0])
+    # Medians 5 / 1; per-round ratios 2, 3, 3, 4, 5: median 3, quartiles
+    # (exclusive method) 2.5 and 4.5.
+    assert tool.ratio_line(times, 'cal', 'ref') == (
+        '    cal / ref: 5.000 (median of per-round ratios 3.000, '
+        'quartiles 2.500 to 4.500)')
+    # One round has no spread to show.
+    assert tool.ratio_line(dict(cal=[3.0], ref=[2.0]), 'cal', 'ref') == (
+        '    cal / ref: 1.500 (median of per-round ratios 1.500)')

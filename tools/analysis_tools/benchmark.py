@@ -357,8 +357,15 @@ def ratio_line(times, numerator, denominator) -> str:
     per_round = [a / b for a, b in zip(times[numerator], times[denominator])]
     ratio = (statistics.median(times[numerator]) /
              statistics.median(times[denominator]))
+    spread = ''
+    if len(per_round) > 1:
+        # How far apart single rounds land: on a shared machine a ratio
+        # inside this range is no difference.
+        low, _, high = statistics.quantiles(per_round, n=4)
+        spread = f', quartiles {low:.3f} to {high:.3f}'
     return (f'    {numerator} / {denominator}: {ratio:.3f} '
-            f'(median of per-round ratios {statistics.median(per_round):.3f})')
+            f'(median of per-round ratios {statistics.median(per_round):.3f}'
+            f'{spread})')
 
 
 def report(times, peaks, device):
