@@ -5,8 +5,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from mmcal_test_utils import (BACKBONE_CHANNELS, NUM_ATTENTIONS, NUM_CLASSES,
-                              PAPER_TEST_VIEWS, tiny_model_cfg)
+                              PAPER_TEST_VIEWS, tiny_model_cfg,
+                              tiny_runner_cfg)
+from mmengine.config import Config
 from mmengine.optim import OptimWrapper
+from mmengine.runner import Runner
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
@@ -271,3 +274,32 @@ def test_neck_output_and_guide_maps_have_names():
     drawn = sample_guide_maps(maps, num_samples=2)
     assert torch.equal(crop_maps, drawn[:, :1])
     assert torch.equal(drop_maps, drawn[:, 1:])
+
+
+def test_runner_compile_option_trains_like_eager(tmp_path, image_folder):
+    # mmengine's compile=... wraps train_step in torch.compile. The CAL
+    # step (random draws, crop boxes computed on the device, in-place
+    # centre update) must trace and train to the very weights of the eager
+    # step. aot_eager runs Dynamo and AOTAutograd without generating C++,
+    # which takes minutes on a CPU (the inductor run is measured in the
+    # README's Speed section).
+    dynamo = pytest.importorskip('torch._dynamo')
+    dynamo.reset()
+    states = {}
+    for name, compile_cfg in (('eager', None),
+                              ('compiled', dict(backend='aot_eager'))):
+        cfg = Config(tiny_runner_cfg(image_folder, str(tmp_path / name)))
+        cfg.merge_from_dict(
+            dict(val_cfg=None, val_dataloader=None, val_evaluator=None,
+                 train_cfg=dict(by_epoch=True, max_epochs=1)))
+        if compile_cfg:
+            cfg.compile = compile_cfg
+        runner = Runner.from_cfg(cfg)
+        runner.train()
+        states[name] = runner.model.state_dict()
+    compiled_frames = dynamo.utils.counters['stats']['unique_graphs']
+    dynamo.reset()
+    assert compiled_frames > 0
+    assert states['eager']['head.feature_centers'].abs().sum() > 0
+    for key, value in states['eager'].items():
+        assert torch.equal(states['compiled'][key], value), key
