@@ -1,4 +1,4 @@
-"""Helpers shared by the tests: a tiny CAL model and a tiny image-folder data set.
+"""Helpers shared by the tests: a tiny CAL model and a tiny image-folder set.
 
 Imported by name (``from mmcal_test_utils import ...``): pytest puts ``tests/``
 on the path, and a module name of its own cannot clash with the ``conftest``

@@ -39,9 +39,9 @@ def build(root, split='train', type='CUBFolder'):
 
 
 def samples(dataset):
-    return [(osp.relpath(info['img_path'], osp.join(dataset.data_root,
-                                                     'images')),
-             info['gt_label']) for info in dataset]
+    images = osp.join(dataset.data_root, 'images')
+    return [(osp.relpath(info['img_path'], images), info['gt_label'])
+            for info in dataset]
 
 
 def test_reads_splits_labels_and_order(tmp_path):

@@ -179,8 +179,8 @@ def test_pipeline_image_size():
     assert pipeline_image_size(
         pipeline(
             dict(type='mmpretrain.ResizeEdge', scale=40, edge='short'),
-            dict(type='mmpretrain.CenterCrop', crop_size=(32, 24)))) == (24,
-                                                                        32)
+            dict(type='mmpretrain.CenterCrop', crop_size=(32, 24)))) == (
+                24, 32)
     with pytest.raises(ValueError, match='varying size'):
         pipeline_image_size(
             pipeline(

@@ -84,7 +84,8 @@ def test_uniform_counterfactual_is_ones_in_both_modes():
     maps = torch.rand(2, 3, 3, 4)
     for training in (True, False):
         neck.train(training)
-        assert torch.equal(neck.counterfactual_maps(maps), torch.ones_like(maps))
+        assert torch.equal(neck.counterfactual_maps(maps),
+                           torch.ones_like(maps))
 
 
 def test_pooling_is_float32_under_autocast():

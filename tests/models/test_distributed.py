@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from mmcal_test_utils import tiny_model_cfg, tiny_runner_cfg, write_image_folder
+from mmcal_test_utils import (tiny_model_cfg, tiny_runner_cfg,
+                              write_image_folder)
 from mmengine.model import convert_sync_batchnorm
 from mmengine.runner import Runner
 from mmpretrain.registry import MODELS

@@ -34,13 +34,13 @@ class NewObj(PickledAs):
 def dtype(name, order='<', flags=0):
     """A pickled ``numpy.dtype`` with chosen name and state."""
     return PickledAs(np.dtype, (name, False, True),
-                  (3, order, None, None, None, -1, -1, flags))
+                     (3, order, None, None, None, -1, -1, flags))
 
 
 def array(shape, raw, dtype_name='f8'):
     """A pickled ndarray with chosen shape and data bytes."""
     return PickledAs(multiarray._reconstruct, (np.ndarray, (0, ), b'b'),
-                  (1, shape, dtype(dtype_name), False, raw))
+                     (1, shape, dtype(dtype_name), False, raw))
 
 
 # name: (object pickled, text the refusal must show to name the culprit)
@@ -66,7 +66,7 @@ ATTACKS = {
     'scalar_of_other_type': (PickledAs(multiarray.scalar, ('f8', b'\0' * 8)),
                              "dtype 'f8'"),
     'array_without_state': (PickledAs(multiarray._reconstruct,
-                                   (np.ndarray, (0, ), b'b')),
+                                      (np.ndarray, (0, ), b'b')),
                             'numpy array without state'),
 }
 
@@ -114,7 +114,7 @@ def test_dtype_state_is_never_applied(tmp_path):
     # __setstate__ would take them; the stand-in keeps the float.
     path = str(tmp_path / 'flags.pth')
     torch.save({'x': PickledAs(multiarray.scalar,
-                            (dtype('f8', flags=0x3f), b'\0' * 8))}, path)
+                               (dtype('f8', flags=0x3f), b'\0' * 8))}, path)
     assert load_in_subprocess([path]) == [
         f"LOADED {path} {{'x': np.float64(0.0)}}"
     ]

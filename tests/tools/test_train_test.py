@@ -1,4 +1,5 @@
-"""The train/test CLIs end to end on a tiny model: round trip, resume, errors."""
+"""The train/test CLIs end to end on a tiny model: round trip, resume,
+errors."""
 import glob
 import json
 import os

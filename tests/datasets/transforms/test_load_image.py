@@ -314,9 +314,10 @@ def test_inferencer_pipeline_keeps_loaded_image_and_safeties(tmp_path):
     cfg = [dict(type='LoadImageSafely'), dict(type='PackInputs')]
     from mmcv.transforms import Compose
     from mmpretrain.datasets import remove_transform
-    pipeline = Compose(
-        [TRANSFORMS.build(t) for t in remove_transform(cfg,
-                                                      'LoadImageFromFile')])
+    pipeline = Compose([
+        TRANSFORMS.build(t)
+        for t in remove_transform(cfg, 'LoadImageFromFile')
+    ])
     img = np.full((6, 6, 3), 9, np.uint8)
     packed = pipeline(dict(img=img, img_shape=(6, 6), ori_shape=(6, 6)))
     assert tuple(packed['inputs'].shape) == (3, 6, 6)
