@@ -1,4 +1,6 @@
 """tools/analysis_tools/benchmark.py: contenders comparable, a smoke run."""
+from collections import Counter
+
 import pytest
 import torch
 from mmpretrain.models import ResNet
@@ -45,6 +47,46 @@ def test_reference_with_mmcal_weights_computes_what_mmcal_computes(tool):
     torch.testing.assert_close(maps, feats.attention_maps)
     torch.testing.assert_close(features, feats.part_features)
     torch.testing.assert_close(logits, ours)
+
+
+HEAVY_CALLS = ('aten::convolution', 'aten::convolution_backward',
+               'aten::native_batch_norm', 'aten::native_batch_norm_backward',
+               'aten::max_pool2d_with_indices', 'aten::mm', 'aten::bmm')
+
+
+def heavy_calls(step) -> Counter:
+    """(name, input shapes) of each heavy call of one run of ``step``."""
+    step()  # warm-up: lazy state (optimizer buffers) is not the step's
+    with torch.profiler.profile(record_shapes=True) as profile:
+        step()
+    return Counter((event.name, str(event.input_shapes))
+                   for event in profile.events()
+                   if event.name in HEAVY_CALLS)
+
+
+def test_mmcal_step_makes_the_reference_steps_heavy_calls(tool):
+    # The speed comparison rests on both steps doing the same work: every
+    # convolution, batch norm, pooling and matrix product, forward and
+    # backward, with the same shapes, as often. An extra pass, a view
+    # computed twice or a pooling of other shape would show here.
+    args = tool.parse_args([
+        '--depth', '18', '--image-size', '32', '--batch-size', '3',
+        '--num-attentions', '2', '--num-classes', '3'
+    ])
+    cpu = torch.device('cpu')
+    raw, normalised, labels, samples = tool.make_batch(args, cpu)
+    cal = tool.build_mmcal(args, False, cpu).train()
+    reference = tool.ReferenceCAL(18, 2, 3).load_mmcal_weights(cal).train()
+    optimizer = torch.optim.SGD(reference.parameters(), lr=1e-3)
+    ours = heavy_calls(
+        tool.mmengine_step(cal, dict(inputs=raw, data_samples=samples),
+                           'fp32', cpu))
+    theirs = heavy_calls(
+        tool.reference_iteration(reference, normalised, labels, optimizer))
+    # ResNet-18: 20 convolutions and batch norms per pass, two passes.
+    assert sum(count for (name, _), count in ours.items()
+               if name == 'aten::convolution') == 2 * (20 + 1)
+    assert ours == theirs
 
 
 def test_smoke_run_prints_every_ratio(tool, capsys):
