@@ -22,6 +22,7 @@ from mmengine.utils import ProgressBar
 from mmcal.apis import (add_prediction_arguments, check_prediction_arguments,
                         collect_images, format_predictions, image_loader,
                         inference_pipeline, init_classifier)
+from mmcal.datasets.annotation_file import read_names
 from mmcal.models import CALClassifier
 from mmcal.runtime import add_unsafe_load_argument
 from mmcal.runtime.atomic_save import write_atomically
@@ -78,11 +79,6 @@ def parse_args(argv=None):
     return args
 
 
-def read_class_names(path: str) -> List[str]:
-    with open(path) as file:
-        return [line.strip() for line in file if line.strip()]
-
-
 def predict_scores(model, loader, views: dict, progress: bool = True):
     """(N, K) class probabilities of every image the loader yields;
     ``views`` as CALClassifier's ``test_cfg``, None for other models."""
@@ -106,7 +102,7 @@ def main(argv: Optional[List[str]] = None) -> str:
     images = collect_images(args.input, args.img_root)
     model = init_classifier(args.config, args.checkpoint, args.device,
                             args.cfg_options)
-    classes = (read_class_names(args.classes) if args.classes else
+    classes = (read_names(args.classes) if args.classes else
                model._dataset_meta.get('classes'))
     num_classes = model.head.num_classes
     if not classes:

@@ -22,6 +22,7 @@ from mmengine.registry import DefaultScope
 from mmengine.runner import load_checkpoint
 from torch.utils.data import DataLoader, Dataset
 
+from mmcal.datasets.annotation_file import read_names
 from mmcal.runtime.runner import load_config
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',
@@ -81,8 +82,7 @@ def config_classes(cfg: Config) -> Optional[List[str]]:
     classes = (dataset.get('metainfo') or {}).get('classes') or dataset.get(
         'classes')
     if isinstance(classes, str):  # a file of names, one per line
-        with open(classes) as file:
-            return [line.strip() for line in file if line.strip()]
+        return read_names(classes)
     if classes:
         return list(classes)
     with DefaultScope.overwrite_default_scope(
@@ -142,8 +142,7 @@ def collect_images(source: str,
     if source.lower().endswith(IMAGE_EXTENSIONS):
         return [(osp.basename(source), source)]
     root = img_root if img_root is not None else osp.dirname(source)
-    with open(source) as file:
-        names = [line.strip() for line in file if line.strip()]
+    names = read_names(source)
     if not names:
         raise ValueError(f'List file {source} names no images')
     return [(name, osp.join(root, name)) for name in names]

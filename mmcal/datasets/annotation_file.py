@@ -39,3 +39,10 @@ def read_annotation_lines(path: str) -> List[Tuple[int, str]]:
         if line:
             lines.append((number, line))
     return lines
+
+
+def read_names(path: str) -> List[str]:
+    """The names in a file of one name per line (an image list, class
+    names), read as :func:`read_annotation_lines` reads: BOM, CRLF and
+    blank lines tolerated, ``path:line`` of a line that is not UTF-8."""
+    return [line for _, line in read_annotation_lines(path)]

@@ -1,4 +1,5 @@
 """tools/predict.py: answer.txt, CSV and JSON outputs, views, bad images."""
+import codecs
 import contextlib
 import csv
 import json
@@ -122,6 +123,36 @@ def test_missing_list_entry_is_named(tiny_run, tmp_path):
                       '--img-root', tiny_run.data_root, '--out',
                       str(tmp_path / 'answer.txt')])
     assert not (tmp_path / 'answer.txt').exists()
+
+
+def test_list_and_class_files_as_editors_save_them(tiny_run, list_file,
+                                                   tmp_path):
+    # A byte-order mark, CRLF line ends and blank lines, as some editors
+    # save the bird set's testing_img_order.txt, read like the plain file.
+    plain = tmp_path / 'plain.txt'
+    predict.main([tiny_run.config, tiny_run.checkpoint, list_file,
+                  '--out', str(plain)])
+    listing = tmp_path / 'order.txt'
+    listing.write_bytes(codecs.BOM_UTF8 +
+                        '\r\n\r\n'.join(LIST_ORDER).encode() + b'\r\n')
+    classes = tmp_path / 'classes.txt'
+    classes.write_bytes(codecs.BOM_UTF8 +
+                        '\r\n'.join(tiny_run.classes).encode())
+    edited = tmp_path / 'edited.txt'
+    predict.main([tiny_run.config, tiny_run.checkpoint, str(listing),
+                  '--img-root', tiny_run.data_root, '--classes',
+                  str(classes), '--out', str(edited)])
+    assert edited.read_text() == plain.read_text()
+    assert len(edited.read_text().splitlines()) == len(LIST_ORDER)
+    # A byte that is not UTF-8 is named with its file and line, and
+    # nothing is written.
+    broken = tmp_path / 'broken.txt'
+    broken.write_bytes(b'class_0/3.png\nclass_1/\xff.png\n')
+    out = tmp_path / 'none.txt'
+    with pytest.raises(ValueError, match='broken.txt:2: not UTF-8'):
+        predict.main([tiny_run.config, tiny_run.checkpoint, str(broken),
+                      '--img-root', tiny_run.data_root, '--out', str(out)])
+    assert not out.exists()
 
 
 def test_bad_crops_argument_is_refused(capsys):
