@@ -19,9 +19,10 @@ import torch
 from mmengine.config import DictAction
 from mmengine.utils import ProgressBar
 
-from mmcal.apis import (add_prediction_arguments, check_prediction_arguments,
-                        collect_images, format_predictions, image_loader,
-                        inference_pipeline, init_classifier)
+from mmcal.apis import (add_prediction_arguments, check_class_names,
+                        check_prediction_arguments, collect_images,
+                        format_predictions, image_loader, inference_pipeline,
+                        init_classifier)
 from mmcal.datasets.annotation_file import read_names
 from mmcal.models import CALClassifier
 from mmcal.runtime import add_unsafe_load_argument
@@ -102,16 +103,10 @@ def main(argv: Optional[List[str]] = None) -> str:
     images = collect_images(args.input, args.img_root)
     model = init_classifier(args.config, args.checkpoint, args.device,
                             args.cfg_options)
-    classes = (read_names(args.classes) if args.classes else
-               model._dataset_meta.get('classes'))
-    num_classes = model.head.num_classes
-    if not classes:
-        raise ValueError(
-            'No class names in the checkpoint or the config; pass --classes '
-            'FILE (one name per line, in label order)')
-    if len(classes) != num_classes:
-        raise ValueError(f'{len(classes)} class names for a model with '
-                         f'{num_classes} classes')
+    classes = check_class_names(
+        read_names(args.classes)
+        if args.classes else model._dataset_meta.get('classes'),
+        model.head.num_classes, 'pass --classes FILE')
     if not isinstance(model, CALClassifier):
         # A plain mmpretrain classifier has one view.
         if args.crops is not None or args.flip is not None:

@@ -71,6 +71,24 @@ def init_classifier(config: Union[str, Config],
     return model.to(device).eval()
 
 
+def check_class_names(classes: Optional[Sequence[str]], num_classes: int,
+                      how_to_name: str) -> List[str]:
+    """``classes`` when they name each of a model's ``num_classes``
+    classes.
+
+    Raises:
+        ValueError: there are no names (the message ends with
+            ``how_to_name``, how the tool takes them), or another number.
+    """
+    if not classes:
+        raise ValueError('No class names in the checkpoint or the config; '
+                         f'{how_to_name} (one name per line, in label order)')
+    if len(classes) != num_classes:
+        raise ValueError(f'{len(classes)} class names for a model with '
+                         f'{num_classes} classes')
+    return list(classes)
+
+
 def config_classes(cfg: Config) -> Optional[List[str]]:
     """Class names the config's test data set declares, if any.
 

@@ -11,6 +11,8 @@ from tiny_training import LIST_ORDER, load_tool, trained_tiny_run
 
 from mmcal_test_utils import tiny_model_cfg, tiny_runner_cfg
 
+from mmcal.runtime import load_checkpoint_file
+
 pytorch2onnx = load_tool('deployment/pytorch2onnx.py')
 onnx_predict = load_tool('deployment/onnx_predict.py')
 predict = load_tool('predict.py')
@@ -103,6 +105,27 @@ def test_export_refuses_a_plain_classifier(tiny_run, tmp_path):
         pytorch2onnx.main([config, checkpoint, '--out',
                            str(tmp_path / 'plain.onnx')])
     assert not (tmp_path / 'plain.onnx').exists()
+
+
+def test_export_without_class_names_says_how_to_name_them(
+        tiny_run, tmp_path):
+    # A bare state dict (no meta.dataset_meta) and a config whose data set
+    # declares no classes leave the graph's metadata without names.
+    checkpoint = str(tmp_path / 'bare.pth')
+    state_dict = load_checkpoint_file(tiny_run.checkpoint)['state_dict']
+    torch.save(dict(state_dict=state_dict), checkpoint)
+    out = tmp_path / 'm.onnx'
+    with pytest.raises(ValueError, match='No class names .* --cfg-options '
+                       'test_dataloader.dataset.classes=FILE'):
+        pytorch2onnx.main([tiny_run.config, checkpoint, '--out', str(out)])
+    classes = tmp_path / 'classes.txt'
+    classes.write_text('only_one\n')
+    with pytest.raises(ValueError, match='^1 class names for a model with 3'):
+        pytorch2onnx.main([
+            tiny_run.config, checkpoint, '--out', str(out), '--cfg-options',
+            f'test_dataloader.dataset.classes={classes}'
+        ])
+    assert not out.exists()
 
 
 @pytest.mark.parametrize('argv,message', [

@@ -155,6 +155,23 @@ def test_list_and_class_files_as_editors_save_them(tiny_run, list_file,
     assert not out.exists()
 
 
+def test_class_names_must_name_every_class(tiny_run, list_file, tmp_path):
+    out = tmp_path / 'answer.txt'
+    classes = tmp_path / 'classes.txt'
+    classes.write_text('\n'.join(tiny_run.classes[:-1]) + '\n')
+    count = len(tiny_run.classes)
+    with pytest.raises(ValueError, match=f'^{count - 1} class names for a '
+                       f'model with {count} classes$'):
+        predict.main([tiny_run.config, tiny_run.checkpoint, list_file,
+                      '--classes', str(classes), '--out', str(out)])
+    classes.write_text('\n\n')
+    with pytest.raises(ValueError, match='No class names .* pass --classes '
+                       r'FILE \(one name per line, in label order\)'):
+        predict.main([tiny_run.config, tiny_run.checkpoint, list_file,
+                      '--classes', str(classes), '--out', str(out)])
+    assert not out.exists()
+
+
 def test_bad_crops_argument_is_refused(capsys):
     with pytest.raises(SystemExit):
         predict.parse_args(['c.py', 'k.pth', 'x', '--out', 'a.txt',

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from mmengine.config import DictAction
 
-from mmcal.apis import inference_pipeline, init_classifier
+from mmcal.apis import check_class_names, inference_pipeline, init_classifier
 from mmcal.deployment import (MIN_OPSET, ONNXClassifier, export_onnx,
                               pipeline_image_size, select_views)
 from mmcal.deployment.export import VIEW_CHOICES, CALProbabilities
@@ -84,16 +84,9 @@ def main(argv: Optional[List[str]] = None) -> str:
     model = init_classifier(args.config, args.checkpoint, 'cpu',
                             args.cfg_options)
     views = select_views(model, args.views)
-    num_classes = model.head.num_classes
-    classes = model._dataset_meta.get('classes')
-    if not classes:
-        raise ValueError(
-            'No class names in the checkpoint or the config; name them with '
-            '--cfg-options test_dataloader.dataset.classes=FILE (one name '
-            'per line, in label order)')
-    if len(classes) != num_classes:
-        raise ValueError(f'{len(classes)} class names for a model with '
-                         f'{num_classes} classes')
+    classes = check_class_names(
+        model._dataset_meta.get('classes'), model.head.num_classes,
+        'name them with --cfg-options test_dataloader.dataset.classes=FILE')
     if args.shape:
         image_size = tuple(args.shape)
     else:
