@@ -22,17 +22,23 @@ class RecordValTop1(Hook):
         self.top1.append(metrics['accuracy/top1'])
 
 
-def test_bird_recipe_keeps_best_checkpoint_and_plateau_reads_top1(
-        data_roots, tmp_path):
-    cfg = load_config('configs/cal_r152_birds.py')
+def tiny_recipe(config, data_roots, work_dir, max_epochs):
+    """A bird recipe on the generated data with the tiny model and its own
+    (top-level) preprocessor: the bird set's mean/std."""
+    cfg = load_config(config)
     cfg.merge_from_dict(dataloader_overrides(cfg, data_roots))
     model = tiny_model_cfg(num_classes=GENERATED_CLASSES)
-    # The recipe's own (top-level) preprocessor: the bird set's mean/std.
     model.pop('data_preprocessor')
     cfg.model = model
-    cfg.train_cfg.max_epochs = 3
-    cfg.work_dir = str(tmp_path)
+    cfg.train_cfg.max_epochs = max_epochs
+    cfg.work_dir = str(work_dir)
     cfg.log_level = 'WARNING'
+    return cfg
+
+
+def test_bird_recipe_keeps_best_checkpoint_and_plateau_reads_top1(
+        data_roots, tmp_path):
+    cfg = tiny_recipe('configs/cal_r152_birds.py', data_roots, tmp_path, 3)
     runner = Runner.from_cfg(cfg)
     record = RecordValTop1()
     runner.register_hook(record)
@@ -52,15 +58,9 @@ def test_bird_recipe_keeps_best_checkpoint_and_plateau_reads_top1(
 
 def test_bird_final_recipe_trains_on_all_labelled_images_without_val(
         data_roots, tmp_path):
-    cfg = load_config('configs/cal_r152_birds_trainval.py')
-    cfg.merge_from_dict(dataloader_overrides(cfg, data_roots))
-    model = tiny_model_cfg(num_classes=GENERATED_CLASSES)
-    model.pop('data_preprocessor')
-    cfg.model = model
-    cfg.train_cfg.max_epochs = 2
+    cfg = tiny_recipe('configs/cal_r152_birds_trainval.py', data_roots,
+                      tmp_path, 2)
     cfg.param_scheduler.milestones = [1]
-    cfg.work_dir = str(tmp_path)
-    cfg.log_level = 'WARNING'
     runner = Runner.from_cfg(cfg)
     runner.train()
 

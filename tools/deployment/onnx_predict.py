@@ -12,7 +12,7 @@ Example::
 
     python tools/deployment/onnx_predict.py configs/cal_r152_birds.py \\
         cal_r152_birds.onnx data/birds/testing_img_order.txt \\
-        --img-root data/birds/test --out answer.txt
+        --img-root data/birds/testing_images --out answer.txt
 """
 import argparse
 from typing import List, Optional
