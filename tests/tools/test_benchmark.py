@@ -103,7 +103,8 @@ def test_smoke_run_prints_every_ratio(tool, capsys):
             'mmcal (fp32, channels_last) / reference (fp32, contiguous): ',
             'mmcal predict (fp32, channels_last) / plain predict',
             'per-sample loop / batched augment: ',
-            'raw  views: PyTorch', 'test views: PyTorch'
+            'raw  views: PyTorch', 'test views: PyTorch',
+            'feature_center_update_ / reference update: '
     ]:
         assert line in out, line
 

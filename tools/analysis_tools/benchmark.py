@@ -27,6 +27,9 @@ medians, ratios of medians and medians of the per-round ratios.
    same model exported to ONNX and run by onnxruntime (as many threads as
    torch, not spinning between calls), for the raw view alone and for the
    paper's test views.
+5. The feature-centre update alone: ``feature_center_update_`` (one
+   process) against the reference's indexed in-place update, on (K, M * C)
+   centres (``--num-attentions 32 --batch-size 16`` for the paper's size).
 
 The defaults are a CPU setting (ResNet-50 at output stride 16, M = 8, batch
 4, 112 px, 9 runs; on a shared or virtual machine, where single runs vary by
@@ -38,7 +41,7 @@ memory and a check that mmcal's step never waits on the device::
         --image-size 448 --batch-size 16 --num-attentions 32 \\
         --precisions fp32 bf16
     python tools/analysis_tools/benchmark.py --skip iteration predict \
-        crop-drop --threads 1          # PyTorch vs onnxruntime only
+        crop-drop centres --threads 1  # PyTorch vs onnxruntime only
 """
 import argparse
 import itertools
@@ -62,6 +65,7 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 import mmcal  # noqa: F401
+from mmcal.models.heads import feature_center_update_
 from mmcal.testing.reference_ops import reference_crop, reference_drop
 
 MEAN, STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
@@ -101,7 +105,7 @@ def parse_args(argv=None):
         help='images per call in the ONNX prediction part')
     parser.add_argument(
         '--skip', nargs='+', default=[],
-        choices=['iteration', 'predict', 'crop-drop', 'onnx'],
+        choices=['iteration', 'predict', 'crop-drop', 'onnx', 'centres'],
         help='parts to skip')
     return parser.parse_args(argv)
 
@@ -296,13 +300,20 @@ class ReferenceCAL(nn.Module):
         return logits, effect, part_features, torch.stack(guides)
 
 
+def reference_center_update(feature_center, features, labels):
+    """The reference's centre update, in place; the (B, D) targets."""
+    centers = F.normalize(feature_center[labels], dim=-1)
+    feature_center[labels] += 0.05 * (features.detach() - centers)
+    return centers
+
+
 def reference_iteration(model, images, labels, optimizer):
     """One iteration of the reference's training loop."""
 
     def step():
         logits, effect, features, guides = model(images)
-        centers = F.normalize(model.feature_center[labels], dim=-1)
-        model.feature_center[labels] += 0.05 * (features.detach() - centers)
+        centers = reference_center_update(model.feature_center, features,
+                                          labels)
         with torch.no_grad():
             thetas = [[random.uniform(*bounds) for _ in labels]
                       for bounds in ((0.4, 0.6), (0.2, 0.5))]
@@ -501,6 +512,30 @@ def benchmark_crop_drop(args, device: torch.device):
     print(ratio_line(times, 'per-sample loop', 'batched augment'))
 
 
+def benchmark_center_update(args, device: torch.device):
+    num_classes, batch = args.num_classes, args.batch_size
+    dim = args.num_attentions * channels_of(args.depth)
+    generator = torch.Generator().manual_seed(3)
+    features = torch.randn(batch, dim, generator=generator).to(device)
+    labels = torch.randint(
+        0, num_classes, (batch, ), generator=generator).to(device)
+    ours, theirs = (torch.zeros(num_classes, dim, device=device)
+                    for _ in range(2))
+    contenders = {
+        'feature_center_update_':
+        lambda: feature_center_update_(ours, features, labels, 0.05),
+        'reference update':
+        lambda: reference_center_update(theirs, features, labels),
+    }
+    print(f'\n(5) feature-centre update, K={num_classes}, D={dim} '
+          f'(M={args.num_attentions}), batch {batch}')
+    with torch.no_grad():
+        times, peaks = interleaved(contenders, args.repeats, args.warmup,
+                                   device)
+    report(times, peaks, device)
+    print(ratio_line(times, 'feature_center_update_', 'reference update'))
+
+
 def benchmark_onnx(args):
     try:
         from mmcal.deployment import ONNXClassifier, export_onnx
@@ -576,6 +611,8 @@ def main(argv=None):
         benchmark_crop_drop(args, device)
     if 'onnx' not in args.skip:
         benchmark_onnx(args)
+    if 'centres' not in args.skip:
+        benchmark_center_update(args, device)
     print('\nload average after (1, 5, 15 min): %.2f %.2f %.2f' %
           os.getloadavg())
 
