@@ -5,11 +5,12 @@ from types import SimpleNamespace
 
 import mmcv
 import numpy as np
+import pytest
 import torch
 from mmcal_test_utils import tiny_model_cfg
 from mmengine.logging import MMLogger
 from mmengine.model import convert_sync_batchnorm
-from mmengine.optim import OptimWrapper
+from mmengine.optim import OptimWrapper, build_optim_wrapper
 from mmengine.runner import Runner
 from mmpretrain.registry import MODELS, PARAM_SCHEDULERS, TRANSFORMS
 
@@ -17,6 +18,7 @@ from mmcal.runtime.runner import load_config
 
 CUB_CONFIG = 'configs/cal_r101_cub_448.py'
 BIRDS_CONFIG = 'configs/cal_r152_birds.py'
+SYNTHETIC_CONFIG = 'configs/cal_r18_synthetic-birds.py'
 
 
 def sgd_wrapper(lr):
@@ -122,3 +124,37 @@ def test_bird_resize_matches_pil_bilinear():
     opencv = TRANSFORMS.build(dict(type='Resize', scale=(324, 324)))(
         dict(img=bgr.copy()))['img']
     assert np.abs(opencv.astype(int) - expected).max() > 10
+
+
+@pytest.mark.parametrize('config',
+                         [CUB_CONFIG, BIRDS_CONFIG, SYNTHETIC_CONFIG])
+def test_recipe_sgd_makes_the_reference_update(config):
+    """The recipes' fused SGD updates as SGD with momentum is written out
+    (the reference's torch SGD): d = g + wd * p; buf = d on the first step,
+    then buf = momentum * buf + d; p -= lr * buf. In float64, where the
+    CUB recipe's weight decay (lr * wd * p, some 1e-9) is far above the
+    rounding."""
+    cfg = load_config(config)
+    settings = cfg.optim_wrapper.optimizer
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 5, 3),
+                                torch.nn.Linear(3, 2)).double()
+    wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    assert wrapper.optimizer.defaults['fused'] is True
+    lr, momentum = settings.lr, settings.momentum
+    weight_decay = settings.get('weight_decay', 0)
+    generator = torch.Generator().manual_seed(0)
+    expected = [p.detach().clone() for p in model.parameters()]
+    buffers = [None] * len(expected)
+    for _ in range(4):
+        for index, parameter in enumerate(model.parameters()):
+            grad = torch.randn(
+                parameter.shape, generator=generator, dtype=torch.float64)
+            parameter.grad = grad
+            step = grad + weight_decay * expected[index]
+            buffers[index] = step if buffers[index] is None else (
+                momentum * buffers[index] + step)
+            expected[index] -= lr * buffers[index]
+        wrapper.step()
+    for parameter, value in zip(model.parameters(), expected):
+        torch.testing.assert_close(
+            parameter.detach(), value, rtol=1e-13, atol=1e-15)
