@@ -89,6 +89,18 @@ def test_mmcal_step_makes_the_reference_steps_heavy_calls(tool):
     assert ours == theirs
 
 
+def test_mmcal_trains_with_the_recipe_optimizer_the_reference_with_its_own(
+        tool):
+    model = torch.nn.Linear(2, 2)
+    ours = tool.recipe_optim_wrapper(model).optimizer
+    theirs = tool.reference_optimizer(model)
+    settings = ('lr', 'momentum', 'weight_decay', 'dampening', 'nesterov')
+    assert ({key: ours.defaults[key] for key in settings} ==
+            {key: theirs.defaults[key] for key in settings})
+    assert ours.defaults['fused'] is True
+    assert not theirs.defaults['fused'] and not theirs.defaults['foreach']
+
+
 def test_smoke_run_prints_every_ratio(tool, capsys):
     tool.main([
         '--depth', '18', '--image-size', '32', '--batch-size', '2',
@@ -104,7 +116,8 @@ def test_smoke_run_prints_every_ratio(tool, capsys):
             'mmcal predict (fp32, channels_last) / plain predict',
             'per-sample loop / batched augment: ',
             'raw  views: PyTorch', 'test views: PyTorch',
-            'feature_center_update_ / reference update: '
+            'feature_center_update_ / reference update: ',
+            'recipe SGD (fused) / reference SGD: '
     ]:
         assert line in out, line
 

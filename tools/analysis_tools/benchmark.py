@@ -30,6 +30,8 @@ medians, ratios of medians and medians of the per-round ratios.
 5. The feature-centre update alone: ``feature_center_update_`` (one
    process) against the reference's indexed in-place update, on (K, M * C)
    centres (``--num-attentions 32 --batch-size 16`` for the paper's size).
+6. The SGD step alone on the CAL model's weights and fixed gradients: the
+   bird recipe's optimizer (fused) against the reference's.
 
 The defaults are a CPU setting (ResNet-50 at output stride 16, M = 8, batch
 4, 112 px, 9 runs; on a shared or virtual machine, where single runs vary by
@@ -41,7 +43,7 @@ memory and a check that mmcal's step never waits on the device::
         --image-size 448 --batch-size 16 --num-attentions 32 \\
         --precisions fp32 bf16
     python tools/analysis_tools/benchmark.py --skip iteration predict \
-        crop-drop centres --threads 1  # PyTorch vs onnxruntime only
+        crop-drop centres sgd --threads 1  # PyTorch vs onnxruntime only
 """
 import argparse
 import itertools
@@ -60,7 +62,7 @@ import torch.nn.functional as F
 import torchvision
 from mmengine.config import Config
 from mmengine.logging import MMLogger
-from mmengine.optim import OptimWrapper
+from mmengine.optim import build_optim_wrapper
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
@@ -70,11 +72,17 @@ from mmcal.testing.reference_ops import reference_crop, reference_drop
 
 MEAN, STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
 IMAGENET_NORM = dict(mean=MEAN, std=STD, to_rgb=True)
-# The paper's test views (configs/cal_r101_cub_448.py's test_cfg).
+CONFIGS = osp.join(
+    osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'configs',
+    '_base_')
 # The paper's test views, as the recipes state them.
-TEST_VIEWS = Config.fromfile(
-    osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))),
-             'configs', '_base_', 'models', 'cal_views.py')).cal_test_views
+TEST_VIEWS = Config.fromfile(osp.join(CONFIGS, 'models',
+                                      'cal_views.py')).cal_test_views
+# The bird recipe's optimizer (SGD, lr 1e-3, momentum 0.9, fused), which
+# mmcal and the plain model train with; the reference builds torch's SGD
+# with the same settings and its defaults (a loop over the weights).
+RECIPE_OPTIM_WRAPPER = Config.fromfile(
+    osp.join(CONFIGS, 'schedules', 'birds_sgd_plateau.py')).optim_wrapper
 LAYOUTS = ('contiguous', 'channels_last')
 PRECISIONS = ('fp32', 'bf16')
 
@@ -105,7 +113,9 @@ def parse_args(argv=None):
         help='images per call in the ONNX prediction part')
     parser.add_argument(
         '--skip', nargs='+', default=[],
-        choices=['iteration', 'predict', 'crop-drop', 'onnx', 'centres'],
+        choices=[
+            'iteration', 'predict', 'crop-drop', 'onnx', 'centres', 'sgd'
+        ],
         help='parts to skip')
     return parser.parse_args(argv)
 
@@ -353,9 +363,20 @@ def make_batch(args, device: torch.device):
     return raw.to(device), normalised.to(device), labels.to(device), samples
 
 
+def reference_optimizer(model: nn.Module) -> torch.optim.SGD:
+    """The reference's optimizer for the bird set: torch's SGD, lr 1e-3,
+    momentum 0.9, its other settings left at torch's defaults."""
+    return torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+
+
+def recipe_optim_wrapper(model: nn.Module):
+    """The optimizer wrapper the bird recipe builds for ``model``."""
+    return build_optim_wrapper(model, RECIPE_OPTIM_WRAPPER)
+
+
 def mmengine_step(model, data, precision, device):
-    optim_wrapper = OptimWrapper(
-        torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9))
+    """``model.train_step`` with the optimizer the bird recipe builds."""
+    optim_wrapper = recipe_optim_wrapper(model)
 
     def step():
         with autocast(device, precision):
@@ -419,8 +440,7 @@ def benchmark_iteration(args, device: torch.device):
         if channels_last:
             reference = reference.to(memory_format=torch.channels_last)
             images = images.contiguous(memory_format=torch.channels_last)
-        optimizer = torch.optim.SGD(
-            reference.parameters(), lr=1e-3, momentum=0.9)
+        optimizer = reference_optimizer(reference)
         step = reference_iteration(reference, images, labels, optimizer)
         contenders[f'reference ({suffix})'] = (
             lambda step=step, precision=precision: _in_autocast(
@@ -536,6 +556,32 @@ def benchmark_center_update(args, device: torch.device):
     print(ratio_line(times, 'feature_center_update_', 'reference update'))
 
 
+def benchmark_sgd_step(args, device: torch.device):
+    builders = {
+        'recipe SGD (fused)':
+        lambda model: recipe_optim_wrapper(model).optimizer,
+        'reference SGD': reference_optimizer,
+    }
+    optimizers = {}
+    for name, build in builders.items():
+        torch.manual_seed(0)
+        model = build_mmcal(args, False, device)
+        generator = torch.Generator().manual_seed(4)
+        for parameter in model.parameters():
+            parameter.grad = torch.randn(
+                parameter.shape, generator=generator).to(device)
+        optimizers[name] = build(model)
+    size = sum(p.numel() for p in model.parameters())
+    print(f'\n(6) SGD step alone, lr 1e-3, momentum 0.9, the CAL model\'s '
+          f'{size / 1e6:.1f} M weights')
+    times, peaks = interleaved({
+        name: optimizer.step
+        for name, optimizer in optimizers.items()
+    }, args.repeats, args.warmup, device)
+    report(times, peaks, device)
+    print(ratio_line(times, 'recipe SGD (fused)', 'reference SGD'))
+
+
 def benchmark_onnx(args):
     try:
         from mmcal.deployment import ONNXClassifier, export_onnx
@@ -613,6 +659,8 @@ def main(argv=None):
         benchmark_onnx(args)
     if 'centres' not in args.skip:
         benchmark_center_update(args, device)
+    if 'sgd' not in args.skip:
+        benchmark_sgd_step(args, device)
     print('\nload average after (1, 5, 15 min): %.2f %.2f %.2f' %
           os.getloadavg())
 
