@@ -502,6 +502,17 @@ def _predict(model, data, device, precision):
         model.test_step(data)
 
 
+def time_pair(args, device: torch.device, contenders: dict, numerator: str,
+              denominator: str):
+    """Time two gradient-free contenders interleaved, report both and
+    print ``numerator / denominator``."""
+    with torch.no_grad():
+        times, peaks = interleaved(contenders, args.repeats, args.warmup,
+                                   device)
+    report(times, peaks, device)
+    print(ratio_line(times, numerator, denominator))
+
+
 def benchmark_crop_drop(args, device: torch.device):
     preprocessor = MODELS.build(
         dict(type='AttentionCropDrop', **IMAGENET_NORM)).to(device)
@@ -525,11 +536,7 @@ def benchmark_crop_drop(args, device: torch.device):
         'per-sample loop': loop,
     }
     print(f'\n(3) crop + drop, batch {batch}, {size} px, 14x14 maps')
-    with torch.no_grad():
-        times, peaks = interleaved(contenders, args.repeats, args.warmup,
-                                   device)
-    report(times, peaks, device)
-    print(ratio_line(times, 'per-sample loop', 'batched augment'))
+    time_pair(args, device, contenders, 'per-sample loop', 'batched augment')
 
 
 def benchmark_center_update(args, device: torch.device):
@@ -549,11 +556,8 @@ def benchmark_center_update(args, device: torch.device):
     }
     print(f'\n(5) feature-centre update, K={num_classes}, D={dim} '
           f'(M={args.num_attentions}), batch {batch}')
-    with torch.no_grad():
-        times, peaks = interleaved(contenders, args.repeats, args.warmup,
-                                   device)
-    report(times, peaks, device)
-    print(ratio_line(times, 'feature_center_update_', 'reference update'))
+    time_pair(args, device, contenders, 'feature_center_update_',
+              'reference update')
 
 
 def benchmark_sgd_step(args, device: torch.device):
@@ -574,12 +578,10 @@ def benchmark_sgd_step(args, device: torch.device):
     size = sum(p.numel() for p in model.parameters())
     print(f'\n(6) SGD step alone, lr 1e-3, momentum 0.9, the CAL model\'s '
           f'{size / 1e6:.1f} M weights')
-    times, peaks = interleaved({
+    time_pair(args, device, {
         name: optimizer.step
         for name, optimizer in optimizers.items()
-    }, args.repeats, args.warmup, device)
-    report(times, peaks, device)
-    print(ratio_line(times, 'recipe SGD (fused)', 'reference SGD'))
+    }, 'recipe SGD (fused)', 'reference SGD')
 
 
 def benchmark_onnx(args):
