@@ -1,4 +1,8 @@
-"""tools/analysis_tools/benchmark.py: contenders comparable, a smoke run."""
+"""tools/analysis_tools/benchmark.py: contenders comparable, a smoke run,
+the README's commands."""
+import os.path as osp
+import re
+import shlex
 from collections import Counter
 
 import pytest
@@ -132,3 +136,50 @@ def test_ratio_line_gives_medians_and_the_spread_of_rounds(tool):
     # One round has no spread to show.
     assert tool.ratio_line(dict(cal=[3.0], ref=[2.0]), 'cal', 'ref') == (
         '    cal / ref: 1.500 (median of per-round ratios 1.500)')
+
+
+def readme_benchmark_commands():
+    """The arguments of each benchmark command in the README's Speed block."""
+    root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    with open(osp.join(root, 'README.md')) as file:
+        text = file.read()
+    block = re.search(r'```bash\n(.*?)```', text[text.index('### Speed'):],
+                      re.S).group(1)
+    commands = []
+    for line in block.replace('\\\n', ' ').splitlines():
+        argv = shlex.split(line, comments=True)
+        assert argv[:2] == ['python', 'tools/analysis_tools/benchmark.py']
+        commands.append(argv[2:])
+    return commands
+
+
+def test_readme_commands_run_as_written_at_a_tiny_size(tool, capsys):
+    commands = readme_benchmark_commands()
+    assert len(commands) == 4
+    # Appended last, these shrink the model and rounds; every switch the
+    # README gives (parts skipped, layouts, precisions, threads) stays.
+    tiny = [
+        '--depth', '18', '--image-size', '32', '--batch-size', '2',
+        '--num-attentions', '2', '--num-classes', '3', '--repeats', '1',
+        '--warmup', '0', '--crop-batch-size', '2', '--crop-image-size', '32'
+    ]
+    ratios = {
+        'iteration': 'mmcal (fp32, contiguous) / reference (fp32, contiguous)',
+        'predict': 'mmcal predict (fp32, contiguous) / plain predict',
+        'crop-drop': 'per-sample loop / batched augment: ',
+        'onnx': 'raw  views: PyTorch',
+        'centres': 'feature_center_update_ / reference update: ',
+        'sgd': 'recipe SGD (fused) / reference SGD: ',
+    }
+    threads = torch.get_num_threads()
+    try:
+        for argv in commands:
+            args = tool.parse_args(argv)
+            if args.device == 'cuda' and not torch.cuda.is_available():
+                continue
+            tool.main(argv + tiny)
+            out = capsys.readouterr().out
+            for part, line in ratios.items():
+                assert (line in out) == (part not in args.skip), (argv, part)
+    finally:
+        torch.set_num_threads(threads)
