@@ -4,6 +4,7 @@ Equality is checked in float64: float32 convolutions sum in another order in
 another layout, which the x100 logit scale turns into ~1e-5 relative
 differences of the losses, and that is torch's rounding, not ours.
 """
+import pytest
 import torch
 from mmcal_test_utils import PAPER_TEST_VIEWS, tiny_model_cfg, tiny_runner_cfg
 from mmengine.runner import Runner
@@ -15,6 +16,7 @@ from mmcal.models.utils import attention_crop_boxes, crop_and_resize
 BATCH, SIZE = 4, 64
 LABELS = [0, 2, 2, 1]
 CL = torch.channels_last
+LAST_STAGE = ('backbone.layer4', )
 
 
 def is_channels_last(tensor):
@@ -120,13 +122,17 @@ def test_training_step_equals_the_default_layout_and_keeps_channels_last():
                if p.dim() == 4 and p.shape[-1] > 1)
 
 
-def test_logits_maps_and_predict_views_equal_the_default_layout():
+@pytest.mark.parametrize('contiguous_modules', [(), LAST_STAGE])
+def test_logits_maps_and_predict_views_equal_the_default_layout(
+        contiguous_modules):
     inputs = torch.randn(BATCH, 3, SIZE, SIZE, dtype=torch.float64,
                          generator=torch.Generator().manual_seed(2))
     outputs = {}
     for channels_last in (False, True):
-        model = build(channels_last=channels_last,
-                      test_cfg=PAPER_TEST_VIEWS).double().eval()
+        kwargs = dict(contiguous_modules=contiguous_modules) \
+            if channels_last else {}
+        model = build(channels_last=channels_last, test_cfg=PAPER_TEST_VIEWS,
+                      **kwargs).double().eval()
         seen = record_layouts(model)
         batch = inputs.contiguous(memory_format=CL) if channels_last \
             else inputs
@@ -143,7 +149,8 @@ def test_logits_maps_and_predict_views_equal_the_default_layout():
     # crops: every view reaches the backbone in channels_last.
     assert len(seen['inputs']) == 6
     assert all(is_channels_last(t) for t in seen['inputs'])
-    assert all(is_channels_last(t) for t in seen['maps'])
+    if not contiguous_modules:
+        assert all(is_channels_last(t) for t in seen['maps'])
 
 
 def test_runner_trains_with_the_switch_and_keeps_the_layout(
@@ -153,10 +160,91 @@ def test_runner_trains_with_the_switch_and_keeps_the_layout(
     for preprocessor in (cfg['data_preprocessor'],
                          cfg['model']['data_preprocessor']):
         preprocessor['channels_last'] = True
+    cfg['model']['contiguous_modules'] = ['backbone.layer4']
     runner = Runner.from_cfg(cfg)
     runner.train()
     model = runner.model
     assert model.data_preprocessor.channels_last
-    # Initialisation, training and checkpoint saving kept the layout.
-    assert all(is_channels_last(p) for p in model.parameters()
-               if p.dim() == 4 and p.shape[-1] > 1)
+    # Initialisation, training and checkpoint saving kept the layouts.
+    weights = {
+        name: p
+        for name, p in model.named_parameters()
+        if p.dim() == 4 and p.shape[-1] > 1
+    }
+    assert all(
+        p.is_contiguous() if name.startswith('backbone.layer4.') else
+        is_channels_last(p) for name, p in weights.items())
+
+
+def record_conv_input_layouts(model):
+    """Per backbone convolution, whether each input it got was
+    channels_last."""
+    seen = {}
+    for name, module in model.backbone.named_modules():
+        if isinstance(module, torch.nn.Conv2d):
+            module.register_forward_pre_hook(
+                lambda module, args, name=name: seen.setdefault(
+                    name, []).append(is_channels_last(args[0])))
+    return seen
+
+
+def test_contiguous_modules_train_in_the_default_layout_with_equal_losses():
+    inputs = torch.randn(BATCH, 3, SIZE, SIZE, dtype=torch.float64,
+                         generator=torch.Generator().manual_seed(4))
+    results = {}
+    for channels_last in (False, True):
+        kwargs = dict(contiguous_modules=['backbone.layer4']) \
+            if channels_last else {}
+        model = build(channels_last=channels_last, **kwargs).double().train()
+        layouts = record_conv_input_layouts(model)
+        torch.manual_seed(7)  # the same guide maps, thresholds, fake maps
+        batch = inputs.contiguous(memory_format=CL) if channels_last \
+            else inputs
+        losses = model.loss(batch, samples())
+        sum(losses.values()).backward()
+        results[channels_last] = (losses, model)
+    (losses, default_model), (mixed_losses, model) = (results[False],
+                                                      results[True])
+    for key, value in losses.items():
+        torch.testing.assert_close(mixed_losses[key], value, rtol=1e-5,
+                                   atol=1e-5)
+    # Convolution backward sums in another order in another layout, even in
+    # float64; entries that nearly cancel differ most, so the tolerance is
+    # relative to each gradient's largest entry.
+    for (name, param), default in zip(model.named_parameters(),
+                                      default_model.parameters()):
+        torch.testing.assert_close(
+            param.grad, default.grad, rtol=0,
+            atol=1e-5 * default.grad.abs().max().item(),
+            msg=lambda message, name=name: f'{name}: {message}')
+    # Both passes: the last stage's convolutions see default-layout inputs,
+    # all the others channels_last ones.
+    assert len(layouts) == 20 and all(len(v) == 2 for v in layouts.values())
+    for name, seen in layouts.items():
+        assert seen == [not name.startswith('layer4.')] * 2, name
+    for name, param in model.named_parameters():
+        if param.dim() == 4 and param.shape[-1] > 1:
+            in_last_stage = name.startswith('backbone.layer4.')
+            assert param.is_contiguous() == in_last_stage, name
+            assert is_channels_last(param) != in_last_stage, name
+            # A gradient in its weight's layout: no re-layout copy on
+            # accumulation, and SGD keeps the layout.
+            assert param.grad.stride() == param.stride(), name
+
+
+def test_contiguous_modules_accepts_one_name_as_a_string():
+    model = build(channels_last=True, contiguous_modules='backbone.layer4')
+    assert model.backbone.layer4[0].conv1.weight.is_contiguous()
+    assert is_channels_last(model.backbone.layer3[0].conv1.weight)
+
+
+def test_contiguous_modules_refuses_unknown_names_and_the_default_layout():
+    with pytest.raises(ValueError) as error:
+        build(channels_last=True,
+              contiguous_modules=['backbone.layer4', 'backbone.layer5'])
+    message = str(error.value)
+    assert "['backbone.layer5']" in message
+    assert "'backbone', 'neck', 'head'" in message
+    with pytest.raises(ValueError, match=r"contiguous_modules=\['neck'\] "
+                       'only applies to a channels_last model'):
+        build(channels_last=False, contiguous_modules=['neck'])
