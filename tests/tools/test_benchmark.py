@@ -38,7 +38,7 @@ def test_reference_with_mmcal_weights_computes_what_mmcal_computes(tool):
     args = tool.parse_args(['--depth', '18', '--num-attentions', '2',
                             '--num-classes', '3'])
     torch.manual_seed(0)
-    cal = tool.build_mmcal(args, False, torch.device('cpu')).eval()
+    cal = tool.build_mmcal(args, 'contiguous', torch.device('cpu')).eval()
     reference = tool.ReferenceCAL(18, 2, 3)
     before = reference.fc.weight.clone()
     reference.load_mmcal_weights(cal).eval()
@@ -79,7 +79,7 @@ def test_mmcal_step_makes_the_reference_steps_heavy_calls(tool):
     ])
     cpu = torch.device('cpu')
     raw, normalised, labels, samples = tool.make_batch(args, cpu)
-    cal = tool.build_mmcal(args, False, cpu).train()
+    cal = tool.build_mmcal(args, 'contiguous', cpu).train()
     reference = tool.ReferenceCAL(18, 2, 3).load_mmcal_weights(cal).train()
     optimizer = torch.optim.SGD(reference.parameters(), lr=1e-3)
     ours = heavy_calls(
@@ -91,6 +91,33 @@ def test_mmcal_step_makes_the_reference_steps_heavy_calls(tool):
     assert sum(count for (name, _), count in ours.items()
                if name == 'aten::convolution') == 2 * (20 + 1)
     assert ours == theirs
+
+
+def test_contenders_share_each_layout(tool):
+    args = tool.parse_args(['--depth', '18', '--num-attentions', '2',
+                            '--num-classes', '3', '--contiguous-modules',
+                            'backbone.layer3', 'backbone.layer4'])
+    cpu = torch.device('cpu')
+    for layout in tool.LAYOUTS:
+        cal = tool.build_mmcal(args, layout, cpu)
+        models = dict(
+            mmcal=cal.backbone,
+            plain=tool.build_plain(args, layout, cpu).backbone,
+            reference=tool.build_reference(args, layout, cal, cpu).features)
+        for name, backbone in models.items():
+            for stage in ('layer1', 'layer2', 'layer3', 'layer4'):
+                weight = getattr(backbone, stage)[0].conv1.weight
+                in_default = layout == 'contiguous' or (
+                    layout == 'mixed' and stage in ('layer3', 'layer4'))
+                assert weight.is_contiguous() == in_default, (name, layout,
+                                                              stage)
+                assert weight.is_contiguous(
+                    memory_format=torch.channels_last) != in_default
+
+
+def test_mixed_layout_takes_only_backbone_modules(tool):
+    with pytest.raises(SystemExit, match=r"\['neck'\] are not backbone"):
+        tool.main(['--contiguous-modules', 'backbone.layer4', 'neck'])
 
 
 def test_mmcal_trains_with_the_recipe_optimizer_the_reference_with_its_own(
@@ -117,7 +144,10 @@ def test_smoke_run_prints_every_ratio(tool, capsys):
             'mmcal (fp32, contiguous) / reference (fp32, contiguous): ',
             'mmcal (fp32, channels_last) / plain (fp32, channels_last): ',
             'mmcal (fp32, channels_last) / reference (fp32, contiguous): ',
+            'mmcal (fp32, mixed) / reference (fp32, contiguous): ',
+            'mmcal (fp32, mixed) / plain (fp32, mixed): ',
             'mmcal predict (fp32, channels_last) / plain predict',
+            'mmcal predict (fp32, mixed) / plain predict',
             'per-sample loop / batched augment: ',
             'raw  views: PyTorch', 'test views: PyTorch',
             'feature_center_update_ / reference update: ',

@@ -5,11 +5,15 @@ each round), so a change of machine load hits all of them alike; it reports
 medians, ratios of medians and medians of the per-round ratios.
 
 1. Training iteration (forward, backward, SGD step), each contender in each
-   memory layout asked for (``--layouts``) and precision (``--precisions``):
+   memory layout asked for (``--layouts``: ``contiguous``, the default
+   layout; ``channels_last``; ``mixed``, channels_last but for the
+   backbone's modules named by ``--contiguous-modules``, by default the last
+   stage) and precision (``--precisions``):
    - ``mmcal``: ``CALClassifier.train_step`` on a uint8 batch, as the Runner
      builds (``init_weights``) and calls it (normalisation, raw pass, crop +
      drop, one pass over the 2B augmented images, CAL's losses);
-     channels_last through ``AttentionCropDrop(channels_last=True)``;
+     channels_last through ``AttentionCropDrop(channels_last=True)``, mixed
+     with ``CALClassifier(contiguous_modules=...)`` too;
    - ``reference``: the reference code's iteration, as it trains: a
      torchvision ResNet, guide maps drawn per sample on the host, the
      per-sample crop and drop loops of ``mmcal.testing.reference_ops``, the
@@ -68,6 +72,7 @@ from mmpretrain.structures import DataSample
 
 import mmcal  # noqa: F401
 from mmcal.models.heads import feature_center_update_
+from mmcal.models.utils import keep_contiguous_format
 from mmcal.testing.reference_ops import reference_crop, reference_drop
 
 MEAN, STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
@@ -83,7 +88,7 @@ TEST_VIEWS = Config.fromfile(osp.join(CONFIGS, 'models',
 # with the same settings and its defaults (a loop over the weights).
 RECIPE_OPTIM_WRAPPER = Config.fromfile(
     osp.join(CONFIGS, 'schedules', 'birds_sgd_plateau.py')).optim_wrapper
-LAYOUTS = ('contiguous', 'channels_last')
+LAYOUTS = ('contiguous', 'channels_last', 'mixed')
 PRECISIONS = ('fp32', 'bf16')
 
 
@@ -103,6 +108,11 @@ def parse_args(argv=None):
         '--threads', type=int, help='torch CPU threads (default: torch\'s)')
     parser.add_argument(
         '--layouts', nargs='+', choices=LAYOUTS, default=list(LAYOUTS))
+    parser.add_argument(
+        '--contiguous-modules', nargs='+', default=['backbone.layer4'],
+        metavar='NAME',
+        help='backbone modules that the mixed layout keeps in the default '
+        'layout, named as in mmpretrain\'s models')
     parser.add_argument(
         '--precisions', nargs='+', choices=PRECISIONS, default=['fp32'],
         help='bf16 = bf16 autocast')
@@ -205,8 +215,20 @@ def initialised(model: nn.Module, device: torch.device) -> nn.Module:
     return model.to(device)
 
 
-def build_mmcal(args, channels_last: bool, device: torch.device):
+def check_layout_names(args):
+    """``--contiguous-modules`` names: the backbone's, which all three
+    contenders have (the reference's under ``features``)."""
+    others = [name for name in args.contiguous_modules
+              if not name.startswith('backbone.')]
+    if others:
+        raise SystemExit(f'--contiguous-modules: {others} are not backbone '
+                         "modules; give names like 'backbone.layer4'")
+
+
+def build_mmcal(args, layout: str, device: torch.device):
     channels = channels_of(args.depth)
+    contiguous = dict(contiguous_modules=args.contiguous_modules
+                      ) if layout == 'mixed' else {}
     return initialised(MODELS.build(
         dict(
             type='CALClassifier',
@@ -222,11 +244,22 @@ def build_mmcal(args, channels_last: bool, device: torch.device):
             test_cfg=TEST_VIEWS,
             data_preprocessor=dict(
                 type='AttentionCropDrop',
-                channels_last=channels_last,
-                **IMAGENET_NORM))), device)
+                channels_last=layout != 'contiguous',
+                **IMAGENET_NORM),
+            **contiguous)), device)
 
 
-def build_plain(args, channels_last: bool, device: torch.device):
+def to_layout(model: nn.Module, layout: str, module_names) -> nn.Module:
+    """``model`` with its weights in ``layout``; ``module_names`` are kept
+    in the default layout in the mixed one."""
+    if layout != 'contiguous':
+        model = model.to(memory_format=torch.channels_last)
+    if layout == 'mixed':
+        keep_contiguous_format(model, module_names)
+    return model
+
+
+def build_plain(args, layout: str, device: torch.device):
     model = initialised(MODELS.build(
         dict(
             type='ImageClassifier',
@@ -237,11 +270,9 @@ def build_plain(args, channels_last: bool, device: torch.device):
                 num_classes=args.num_classes,
                 in_channels=channels_of(args.depth)),
             data_preprocessor=dict(**IMAGENET_NORM))), device)
-    if channels_last:
-        # A plain model has no switch: its layout follows the inputs', so
-        # converting the weights is all it takes.
-        model = model.to(memory_format=torch.channels_last)
-    return model
+    # A plain model has no switch: its layout follows the inputs', so
+    # converting the weights is all it takes.
+    return to_layout(model, layout, args.contiguous_modules)
 
 
 def reference_bap(features, attention_maps):
@@ -308,6 +339,18 @@ class ReferenceCAL(nn.Module):
                 self.num_attentions, 2, p=weights / weights.sum())
             guides.append(sample[picks])
         return logits, effect, part_features, torch.stack(guides)
+
+
+def build_reference(args, layout: str, cal: nn.Module,
+                    device: torch.device) -> ReferenceCAL:
+    """The reference network on ``cal``'s weights, in ``layout``."""
+    reference = ReferenceCAL(args.depth, args.num_attentions,
+                             args.num_classes).to(device)
+    return to_layout(
+        reference.load_mmcal_weights(cal), layout, [
+            'features' + name[len('backbone'):]
+            for name in args.contiguous_modules
+        ])
 
 
 def reference_center_update(feature_center, features, labels):
@@ -426,27 +469,22 @@ def benchmark_iteration(args, device: torch.device):
     data = dict(inputs=raw, data_samples=samples)
     contenders, mmcal_steps = {}, {}
     for precision, layout in itertools.product(args.precisions, args.layouts):
-        channels_last = layout == 'channels_last'
         suffix = f'{precision}, {layout}'
         torch.manual_seed(0)
-        cal = build_mmcal(args, channels_last, device).train()
+        cal = build_mmcal(args, layout, device).train()
         mmcal_steps[suffix] = mmengine_step(cal, data, precision, device)
         contenders[f'mmcal ({suffix})'] = mmcal_steps[suffix]
         torch.manual_seed(0)
-        reference = ReferenceCAL(
-            args.depth, args.num_attentions,
-            args.num_classes).to(device).load_mmcal_weights(cal).train()
-        images = normalised
-        if channels_last:
-            reference = reference.to(memory_format=torch.channels_last)
-            images = images.contiguous(memory_format=torch.channels_last)
+        reference = build_reference(args, layout, cal, device).train()
+        images = normalised if layout == 'contiguous' else \
+            normalised.contiguous(memory_format=torch.channels_last)
         optimizer = reference_optimizer(reference)
         step = reference_iteration(reference, images, labels, optimizer)
         contenders[f'reference ({suffix})'] = (
             lambda step=step, precision=precision: _in_autocast(
                 step, device, precision))
         torch.manual_seed(0)
-        plain = build_plain(args, channels_last, device).train()
+        plain = build_plain(args, layout, device).train()
         contenders[f'plain ({suffix})'] = mmengine_step(
             plain, data, precision, device)
     print(f'\n(1) training iteration, ResNet-{args.depth} at output stride '
@@ -459,9 +497,10 @@ def benchmark_iteration(args, device: torch.device):
         suffix = f'{precision}, {layout}'
         print(ratio_line(times, f'mmcal ({suffix})', f'reference ({suffix})'))
         print(ratio_line(times, f'mmcal ({suffix})', f'plain ({suffix})'))
-    for precision in args.precisions:
-        if len(args.layouts) == 2:
-            print(ratio_line(times, f'mmcal ({precision}, channels_last)',
+    if 'contiguous' in args.layouts:
+        others = [name for name in args.layouts if name != 'contiguous']
+        for precision, layout in itertools.product(args.precisions, others):
+            print(ratio_line(times, f'mmcal ({precision}, {layout})',
                              f'reference ({precision}, contiguous)'))
     if device.type == 'cuda':
         for suffix, step in mmcal_steps.items():
@@ -478,11 +517,10 @@ def benchmark_predict(args, device: torch.device):
     data = dict(inputs=raw, data_samples=samples)
     contenders = {}
     for precision, layout in itertools.product(args.precisions, args.layouts):
-        channels_last = layout == 'channels_last'
         suffix = f'{precision}, {layout}'
         for name, build in (('mmcal', build_mmcal), ('plain', build_plain)):
             torch.manual_seed(0)
-            model = build(args, channels_last, device).eval()
+            model = build(args, layout, device).eval()
             contenders[f'{name} predict ({suffix})'] = (
                 lambda model=model, precision=precision: _predict(
                     model, data, device, precision))
@@ -569,7 +607,7 @@ def benchmark_sgd_step(args, device: torch.device):
     optimizers = {}
     for name, build in builders.items():
         torch.manual_seed(0)
-        model = build_mmcal(args, False, device)
+        model = build_mmcal(args, 'contiguous', device)
         generator = torch.Generator().manual_seed(4)
         for parameter in model.parameters():
             parameter.grad = torch.randn(
@@ -592,7 +630,7 @@ def benchmark_onnx(args):
               '(pip install -e ".[deploy]")')
         return
     import tempfile
-    cal = build_mmcal(args, False, torch.device('cpu'))
+    cal = build_mmcal(args, 'contiguous', torch.device('cpu'))
     cal.eval()
     generator = torch.Generator().manual_seed(2)
     size, batch = args.image_size, args.onnx_batch_size
@@ -651,6 +689,10 @@ def main(argv=None):
         raise SystemExit('--device cuda given but CUDA is not available')
     print(machine_description(device))
     print(f'settings: layouts {args.layouts}, precisions {args.precisions}')
+    if 'mixed' in args.layouts:
+        check_layout_names(args)
+        print('mixed layout: channels_last but for '
+              f'{args.contiguous_modules}')
     if 'iteration' not in args.skip:
         benchmark_iteration(args, device)
     if 'predict' not in args.skip:
