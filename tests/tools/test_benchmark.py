@@ -151,7 +151,8 @@ def test_smoke_run_prints_every_ratio(tool, capsys):
             'per-sample loop / batched augment: ',
             'raw  views: PyTorch', 'test views: PyTorch',
             'feature_center_update_ / reference update: ',
-            'recipe SGD (fused) / reference SGD: '
+            'recipe SGD (fused) / reference SGD: ',
+            'recipe SGD (fused), channels_last / recipe SGD (fused): '
     ]:
         assert line in out, line
 

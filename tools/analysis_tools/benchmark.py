@@ -35,7 +35,8 @@ medians, ratios of medians and medians of the per-round ratios.
    process) against the reference's indexed in-place update, on (K, M * C)
    centres (``--num-attentions 32 --batch-size 16`` for the paper's size).
 6. The SGD step alone on the CAL model's weights and fixed gradients: the
-   bird recipe's optimizer (fused) against the reference's.
+   bird recipe's optimizer (fused) against the reference's, and the fused
+   step on channels_last weights against the same on default-layout ones.
 
 The defaults are a CPU setting (ResNet-50 at output stride 16, M = 8, batch
 4, 112 px, 9 runs; on a shared or virtual machine, where single runs vary by
@@ -58,6 +59,7 @@ import random
 import statistics
 import time
 from collections import OrderedDict
+from typing import Tuple
 
 import numpy as np
 import torch
@@ -540,15 +542,16 @@ def _predict(model, data, device, precision):
         model.test_step(data)
 
 
-def time_pair(args, device: torch.device, contenders: dict, numerator: str,
-              denominator: str):
-    """Time two gradient-free contenders interleaved, report both and
-    print ``numerator / denominator``."""
+def time_contenders(args, device: torch.device, contenders: dict,
+                    *ratios: Tuple[str, str]):
+    """Time gradient-free contenders interleaved, report them and print
+    each ``(numerator, denominator)`` of ``ratios``."""
     with torch.no_grad():
         times, peaks = interleaved(contenders, args.repeats, args.warmup,
                                    device)
     report(times, peaks, device)
-    print(ratio_line(times, numerator, denominator))
+    for numerator, denominator in ratios:
+        print(ratio_line(times, numerator, denominator))
 
 
 def benchmark_crop_drop(args, device: torch.device):
@@ -574,7 +577,8 @@ def benchmark_crop_drop(args, device: torch.device):
         'per-sample loop': loop,
     }
     print(f'\n(3) crop + drop, batch {batch}, {size} px, 14x14 maps')
-    time_pair(args, device, contenders, 'per-sample loop', 'batched augment')
+    time_contenders(args, device, contenders,
+                    ('per-sample loop', 'batched augment'))
 
 
 def benchmark_center_update(args, device: torch.device):
@@ -594,32 +598,41 @@ def benchmark_center_update(args, device: torch.device):
     }
     print(f'\n(5) feature-centre update, K={num_classes}, D={dim} '
           f'(M={args.num_attentions}), batch {batch}')
-    time_pair(args, device, contenders, 'feature_center_update_',
-              'reference update')
+    time_contenders(args, device, contenders,
+                    ('feature_center_update_', 'reference update'))
 
 
 def benchmark_sgd_step(args, device: torch.device):
+    fused = 'recipe SGD (fused)'
     builders = {
-        'recipe SGD (fused)':
-        lambda model: recipe_optim_wrapper(model).optimizer,
-        'reference SGD': reference_optimizer,
+        fused: ('contiguous',
+                lambda model: recipe_optim_wrapper(model).optimizer),
+        'reference SGD': ('contiguous', reference_optimizer),
     }
+    ratios = [(fused, 'reference SGD')]
+    if 'channels_last' in args.layouts:
+        # torch's fused SGD copies channels_last weights to the default
+        # layout and back.
+        builders[f'{fused}, channels_last'] = ('channels_last',
+                                               builders[fused][1])
+        ratios.append((f'{fused}, channels_last', fused))
     optimizers = {}
-    for name, build in builders.items():
+    for name, (layout, build) in builders.items():
         torch.manual_seed(0)
-        model = build_mmcal(args, 'contiguous', device)
+        model = build_mmcal(args, layout, device)
         generator = torch.Generator().manual_seed(4)
         for parameter in model.parameters():
-            parameter.grad = torch.randn(
-                parameter.shape, generator=generator).to(device)
+            # In the weight's layout, as backward leaves it.
+            parameter.grad = torch.empty_like(parameter).copy_(
+                torch.randn(parameter.shape, generator=generator))
         optimizers[name] = build(model)
     size = sum(p.numel() for p in model.parameters())
     print(f'\n(6) SGD step alone, lr 1e-3, momentum 0.9, the CAL model\'s '
           f'{size / 1e6:.1f} M weights')
-    time_pair(args, device, {
+    time_contenders(args, device, {
         name: optimizer.step
         for name, optimizer in optimizers.items()
-    }, 'recipe SGD (fused)', 'reference SGD')
+    }, *ratios)
 
 
 def benchmark_onnx(args):
