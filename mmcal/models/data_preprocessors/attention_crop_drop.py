@@ -35,9 +35,9 @@ class AttentionCropDrop(ClsDataPreprocessor):
             image size.
         channels_last: emit batches in ``torch.channels_last`` memory
             format; a :class:`CALClassifier` then converts its weights to
-            that format once, and crop, drop and the prediction views keep
-            it. Faster convolutions on most CPUs and on GPUs with mixed
-            precision.
+            that format once (but for its ``contiguous_modules``), and
+            crop, drop and the prediction views keep it. Faster
+            convolutions on most CPUs and on GPUs with mixed precision.
         **kwargs: arguments of ``ClsDataPreprocessor`` (mean, std, to_rgb,
             ...). Batch augments (Mixup, CutMix, ...; ``batch_augments`` or
             the classifier's ``train_cfg=dict(augments=...)``) are refused:
