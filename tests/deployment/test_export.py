@@ -124,6 +124,26 @@ def test_onnxruntime_equals_predict(model, exported, views):
         classifier(GRAY.float().numpy()), 1 / NUM_CLASSES, atol=1e-6)
 
 
+def test_a_channels_last_model_exports_with_its_default_layout_stage(
+        tmp_path):
+    # The export traces the layout conversions (hooks included); ONNX has
+    # no layout, so the graph must still compute predict's scores.
+    torch.manual_seed(0)
+    cfg = tiny_model_cfg(test_cfg=PAPER_TEST_VIEWS,
+                         contiguous_modules=['backbone.layer4'])
+    cfg['data_preprocessor'].update(type='AttentionCropDrop',
+                                    channels_last=True)
+    model = MODELS.build(cfg).eval()
+    assert model.backbone.layer3[0].conv1.weight.is_contiguous(
+        memory_format=torch.channels_last)
+    path = str(tmp_path / 'channels_last.onnx')
+    export_onnx(model, path, (SIZE, SIZE), PAPER_TEST_VIEWS)
+    images = uint8_images(2, 3)
+    np.testing.assert_allclose(
+        ONNXClassifier(path)(images.float().numpy()),
+        pytorch_scores(model, images, PAPER_TEST_VIEWS), atol=1e-4, rtol=0)
+
+
 def test_views_change_the_scores(exported):
     images = uint8_images(2, 0).float().numpy()
     raw = ONNXClassifier(exported('raw'))(images)
