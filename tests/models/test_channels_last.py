@@ -92,21 +92,34 @@ def test_crop_of_a_channels_last_batch_is_the_same_and_channels_last():
         crops, crop_and_resize(images, boxes), rtol=0, atol=0)
 
 
-def test_training_step_equals_the_default_layout_and_keeps_channels_last():
+def loss_in_both_layouts(seed, record, **channels_last_kwargs):
+    """``loss()`` and its backward in float64, in the default layout and
+    in channels_last (the model built with ``channels_last_kwargs``), on
+    the same batch and random draws.
+
+    Returns:
+        ``(losses, what record(model) saw, model)`` of the default layout,
+        then the same of channels_last.
+    """
     inputs = torch.randn(BATCH, 3, SIZE, SIZE, dtype=torch.float64,
-                         generator=torch.Generator().manual_seed(1))
-    results = {}
+                         generator=torch.Generator().manual_seed(seed))
+    results = []
     for channels_last in (False, True):
-        model = build(channels_last=channels_last).double().train()
-        seen = record_layouts(model)
+        kwargs = channels_last_kwargs if channels_last else {}
+        model = build(channels_last=channels_last, **kwargs).double().train()
+        seen = record(model)
         torch.manual_seed(7)  # the same guide maps, thresholds, fake maps
         batch = inputs.contiguous(memory_format=CL) if channels_last \
             else inputs
         losses = model.loss(batch, samples())
         sum(losses.values()).backward()
-        results[channels_last] = (losses, seen, model)
-    (losses, _, default_model), (cl_losses, seen, model) = (results[False],
-                                                            results[True])
+        results.append((losses, seen, model))
+    return results
+
+
+def test_training_step_equals_the_default_layout_and_keeps_channels_last():
+    (losses, _, default_model), (cl_losses, seen, model) = \
+        loss_in_both_layouts(1, record_layouts)
     for key, value in losses.items():
         torch.testing.assert_close(cl_losses[key], value, rtol=1e-5,
                                    atol=1e-5)
@@ -189,22 +202,9 @@ def record_conv_input_layouts(model):
 
 
 def test_contiguous_modules_train_in_the_default_layout_with_equal_losses():
-    inputs = torch.randn(BATCH, 3, SIZE, SIZE, dtype=torch.float64,
-                         generator=torch.Generator().manual_seed(4))
-    results = {}
-    for channels_last in (False, True):
-        kwargs = dict(contiguous_modules=['backbone.layer4']) \
-            if channels_last else {}
-        model = build(channels_last=channels_last, **kwargs).double().train()
-        layouts = record_conv_input_layouts(model)
-        torch.manual_seed(7)  # the same guide maps, thresholds, fake maps
-        batch = inputs.contiguous(memory_format=CL) if channels_last \
-            else inputs
-        losses = model.loss(batch, samples())
-        sum(losses.values()).backward()
-        results[channels_last] = (losses, model)
-    (losses, default_model), (mixed_losses, model) = (results[False],
-                                                      results[True])
+    (losses, _, default_model), (mixed_losses, layouts, model) = \
+        loss_in_both_layouts(4, record_conv_input_layouts,
+                             contiguous_modules=['backbone.layer4'])
     for key, value in losses.items():
         torch.testing.assert_close(mixed_losses[key], value, rtol=1e-5,
                                    atol=1e-5)
