@@ -4,6 +4,7 @@ import math
 import os.path as osp
 
 import pytest
+import torch
 from mmengine.runner import Runner
 
 from mmcal.runtime.runner import load_config
@@ -36,9 +37,10 @@ def test_mixing_config_starts_from_mmpretrain_and_is_cal(config):
     assert cfg.model.backbone.init_cfg.checkpoint.startswith('https://')
 
 
-@pytest.mark.parametrize('config', MIXING)
-def test_mixing_config_trains_two_iterations_through_train_tool(
-        config, data_roots, tmp_path, monkeypatch):
+def train_two_iterations(config, data_roots, work_dir, monkeypatch,
+                         **extra_options):
+    """Train ``config`` for two iterations through tools/train.py, with
+    ``extra_options`` added to its --cfg-options; the Runner it built."""
     cfg = load_config(config)
     # --no-validate removes the other loaders.
     options = dataloader_overrides(
@@ -53,9 +55,10 @@ def test_mixing_config_trains_two_iterations_through_train_tool(
     if cfg.model.backbone.type == 'SwinTransformer':
         # At 64 px the later stages are smaller than Swin's 12 x 12 window.
         options['model.backbone.pad_small_map'] = True
+    options.update(extra_options)
     argv = [
         config, '--work-dir',
-        str(tmp_path), '--no-validate', '--cfg-options'
+        str(work_dir), '--no-validate', '--cfg-options'
     ] + [f'{key}={value}' for key, value in options.items()]
 
     # Keep the runner the tool builds, to inspect it after training.
@@ -74,3 +77,33 @@ def test_mixing_config_trains_two_iterations_through_train_tool(
     assert runner.iter == 2
     assert math.isfinite(
         runner.message_hub.get_scalar('train/loss').current())
+    return runner
+
+
+@pytest.mark.parametrize('config', MIXING)
+def test_mixing_config_trains_two_iterations_through_train_tool(
+        config, data_roots, tmp_path, monkeypatch):
+    train_two_iterations(config, data_roots, tmp_path, monkeypatch)
+
+
+def test_resnet50_mixing_config_trains_with_its_last_stage_kept_contiguous(
+        data_roots, tmp_path, monkeypatch):
+    # The README's CPU setting: channels_last, ResNet-50's layer4 in the
+    # default layout, set from the command line.
+    config = 'configs/mixing/cal_resnet50_8xb8_cub.py'
+    assert config in MIXING
+    options = {
+        'data_preprocessor.channels_last': True,
+        'model.contiguous_modules': '[backbone.layer4]',
+    }
+    if 'data_preprocessor' in load_config(config).model:
+        options['model.data_preprocessor.channels_last'] = True
+    model = train_two_iterations(config, data_roots, tmp_path, monkeypatch,
+                                 **options).model
+    assert model.data_preprocessor.channels_last
+    for name, weight in model.named_parameters():
+        if weight.dim() == 4 and weight.shape[-1] > 1:
+            in_default = name.startswith('backbone.layer4.')
+            assert weight.is_contiguous() == in_default, name
+            assert weight.is_contiguous(
+                memory_format=torch.channels_last) != in_default, name
