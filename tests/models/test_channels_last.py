@@ -232,10 +232,12 @@ def test_contiguous_modules_train_in_the_default_layout_with_equal_losses():
             assert param.grad.stride() == param.stride(), name
 
 
-def test_contiguous_modules_accepts_one_name_as_a_string():
+def test_contiguous_modules_accepts_one_name_as_a_string_and_none():
     model = build(channels_last=True, contiguous_modules='backbone.layer4')
     assert model.backbone.layer4[0].conv1.weight.is_contiguous()
     assert is_channels_last(model.backbone.layer3[0].conv1.weight)
+    model = build(channels_last=True, contiguous_modules=None)
+    assert is_channels_last(model.backbone.layer4[0].conv1.weight)
 
 
 def test_contiguous_modules_refuses_unknown_names_and_the_default_layout():

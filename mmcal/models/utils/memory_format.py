@@ -31,7 +31,8 @@ def keep_contiguous_format(model: nn.Module,
     Args:
         model: the model, its weights already in channels_last.
         module_names: names as in ``model.named_modules()``, e.g.
-            ``'backbone.layer4'``; one name may be given as a string.
+            ``'backbone.layer4'``; one name may be given as a string, and
+            ``None`` names none.
 
     Raises:
         ValueError: a name that is not a submodule of ``model``; the error
@@ -39,6 +40,8 @@ def keep_contiguous_format(model: nn.Module,
     """
     if isinstance(module_names, str):
         module_names = [module_names]
+    # A config may write None for none.
+    module_names = list(module_names or ())
     modules = dict(model.named_modules())
     del modules['']
     unknown = [name for name in module_names if name not in modules]
