@@ -250,3 +250,7 @@ def test_contiguous_modules_refuses_unknown_names_and_the_default_layout():
     with pytest.raises(ValueError, match=r"contiguous_modules=\['neck'\] "
                        'only applies to a channels_last model'):
         build(channels_last=False, contiguous_modules=['neck'])
+    # One name as a string is named whole, not as a list of its letters.
+    with pytest.raises(ValueError, match=r"contiguous_modules="
+                       r"'backbone\.layer4' only applies"):
+        build(channels_last=False, contiguous_modules='backbone.layer4')

@@ -119,7 +119,7 @@ class CALClassifier(ImageClassifier):
                 'model from the top-level one).')
         if contiguous_modules and not self.data_preprocessor.channels_last:
             raise ValueError(
-                f'contiguous_modules={list(contiguous_modules)} only '
+                f'contiguous_modules={contiguous_modules!r} only '
                 'applies to a channels_last model: set channels_last=True '
                 'in the AttentionCropDrop data preprocessor, or leave '
                 'contiguous_modules out.')
