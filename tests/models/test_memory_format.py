@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 import torch.nn as nn
@@ -34,3 +36,10 @@ def test_the_model_itself_is_not_a_submodule():
     with pytest.raises(ValueError, match=r"names \[''\], which Sequential "
                        r"does not have.*top-level modules: \['0', '1'\]"):
         keep_contiguous_format(two_convs(), [''])
+
+
+@pytest.mark.parametrize('names', [4, [['1']], ('1', 1)])
+def test_names_that_are_not_strings_are_refused_by_value(names):
+    with pytest.raises(TypeError, match='contiguous_modules takes module '
+                       'names .*, not ' + re.escape(repr(names))):
+        keep_contiguous_format(two_convs(), names)

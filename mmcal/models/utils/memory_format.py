@@ -35,13 +35,20 @@ def keep_contiguous_format(model: nn.Module,
             ``None`` names none.
 
     Raises:
+        TypeError: ``module_names`` is not a name, a list or tuple of names,
+            or None.
         ValueError: a name that is not a submodule of ``model``; the error
             names it and the model's top-level modules.
     """
     if isinstance(module_names, str):
         module_names = [module_names]
     # A config may write None for none.
-    module_names = list(module_names or ())
+    module_names = module_names or []
+    if not (isinstance(module_names, (list, tuple))
+            and all(isinstance(name, str) for name in module_names)):
+        raise TypeError(
+            'contiguous_modules takes module names such as '
+            f"['backbone.layer4'], not {module_names!r}")
     modules = dict(model.named_modules())
     del modules['']
     unknown = [name for name in module_names if name not in modules]
