@@ -1,26 +1,35 @@
 import os.path as osp
 from collections import defaultdict
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 from mmpretrain.datasets import BaseDataset
 from mmpretrain.registry import DATASETS
 
-from .annotation_file import read_annotation_lines
+from .annotation_file import image_name_key, read_annotation_lines
 
 
-def _check_unique(path: str, number: int, name: str, seen: Dict[str, int],
-                  what: str) -> None:
-    if name in seen:
+def _check_unique(path: str,
+                  number: int,
+                  name: str,
+                  seen: Dict[str, int],
+                  what: str,
+                  key: Optional[str] = None) -> None:
+    """Record ``name`` of ``path:number`` under ``key`` (default: the name
+    itself), refusing one already seen."""
+    key = name if key is None else key
+    if key in seen:
         raise ValueError(f'{path}:{number}: duplicate {what} {name!r} '
-                         f'(first on line {seen[name]})')
-    seen[name] = number
+                         f'(first on line {seen[key]})')
+    seen[key] = number
 
 
 def _check_image(path: str, number: int, image_path: str) -> None:
     if not osp.isfile(image_path):
-        raise ValueError(f'{path}:{number}: image file {image_path} does '
-                         'not exist')
+        # isfile follows links and is False for FIFOs and devices too.
+        why = ('is not a regular file'
+               if osp.exists(image_path) else 'does not exist')
+        raise ValueError(f'{path}:{number}: image file {image_path} {why}')
 
 
 @DATASETS.register_module()
@@ -50,12 +59,18 @@ class BirdSet(BaseDataset):
         split_seed: seed of the train/val permutation.
         train_folder: folder of the labelled images, under ``data_root``.
         test_folder: folder of the test images, under ``data_root``.
+        allow_outside_root: accept file names that leave their image
+            folder (``../x.jpg``, absolute paths); by default they are
+            refused, so that a list cannot add images of another split or
+            from outside the set.
         **kwargs: other ``BaseDataset`` arguments (pipeline, ...).
 
     Raises:
         ValueError: naming the file and line of an unknown class name, a
-            missing image, a duplicate file or class name, or a malformed
-            line; or a class with too few images for ``val_per_class``.
+            missing image, a duplicate file (names compared normalised:
+            ``x.jpg`` and ``./x.jpg`` are one file) or class name, a file
+            name leaving its folder, or a malformed line; or a class with
+            too few images for ``val_per_class``.
     """
 
     SPLITS = ('train', 'val', 'trainval', 'test')
@@ -67,6 +82,7 @@ class BirdSet(BaseDataset):
                  split_seed: int = 0,
                  train_folder: str = 'training_images',
                  test_folder: str = 'testing_images',
+                 allow_outside_root: bool = False,
                  **kwargs):
         if split not in self.SPLITS:
             raise ValueError(f'BirdSet split must be one of {self.SPLITS}, '
@@ -79,6 +95,7 @@ class BirdSet(BaseDataset):
         self.split_seed = split_seed
         self.train_folder = train_folder
         self.test_folder = test_folder
+        self.allow_outside_root = allow_outside_root
         classes = self._read_classes(osp.join(data_root, 'classes.txt'))
         super().__init__(
             ann_file='',
@@ -96,6 +113,9 @@ class BirdSet(BaseDataset):
             _check_unique(path, number, name, seen, 'class name')
         return tuple(seen)
 
+    def _name_key(self, path: str, number: int, name: str) -> str:
+        return image_name_key(path, number, name, self.allow_outside_root)
+
     def _labelled(self) -> List[dict]:
         path = osp.join(self.data_root, 'training_labels.txt')
         labels = {name: label for label, name in enumerate(self.CLASSES)}
@@ -110,7 +130,8 @@ class BirdSet(BaseDataset):
             if class_name not in labels:
                 raise ValueError(f'{path}:{number}: unknown class name '
                                  f'{class_name!r} (not in classes.txt)')
-            _check_unique(path, number, file_name, seen, 'file')
+            _check_unique(path, number, file_name, seen, 'file',
+                          self._name_key(path, number, file_name))
             image_path = osp.join(self.data_root, self.train_folder,
                                   file_name)
             _check_image(path, number, image_path)
@@ -145,7 +166,8 @@ class BirdSet(BaseDataset):
             if len(line.split()) != 1:
                 raise ValueError(
                     f'{path}:{number}: expected one file name, got {line!r}')
-            _check_unique(path, number, line, seen, 'file')
+            _check_unique(path, number, line, seen, 'file',
+                          self._name_key(path, number, line))
             image_path = osp.join(self.data_root, self.test_folder, line)
             _check_image(path, number, image_path)
             samples.append(dict(img_path=image_path))

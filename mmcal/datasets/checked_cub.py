@@ -1,4 +1,3 @@
-import posixpath
 import re
 from typing import Callable, Dict, List, Tuple
 
@@ -6,7 +5,7 @@ from mmengine import fileio
 from mmpretrain.datasets import CUB
 from mmpretrain.registry import DATASETS
 
-from .annotation_file import read_annotation_lines
+from .annotation_file import image_name_key, read_annotation_lines
 
 # train_test_split.txt: 1 marks a training image, 0 a test image.
 SPLIT_FLAGS = {'train': '1', 'test': '0'}
@@ -92,18 +91,24 @@ class CheckedCUB(CUB):
     keep the order of ``images.txt``.
 
     Raises ``ValueError`` naming ``file:line`` for a malformed line, a
-    non-numeric id or label, a non-UTF-8 byte, a duplicate image id, one
-    image listed under two ids (whatever the labels: it would be one sample
-    twice, or one sample with two labels), an id missing from one of the
-    files, a label outside 1..K of ``classes.txt``, a split value other
-    than 0 or 1, or a ``classes.txt`` whose K differs from the number of
-    class names the data set declares (mmpretrain's 200 CUB species unless
-    ``metainfo`` says otherwise; :class:`CUBFolder` takes the names of
+    non-numeric id or label, a non-UTF-8 or NUL byte, a duplicate image
+    id, one image listed under two ids (names compared normalised,
+    ``x.jpg`` as ``./x.jpg``; whatever the labels: it would be one sample
+    twice, or one sample with two labels), a name leaving ``images/``
+    (unless ``allow_outside_root``), an id missing from one of the files, a
+    label outside 1..K of ``classes.txt``, a split value other than 0 or 1,
+    or a ``classes.txt`` whose K differs from the number of class names the
+    data set declares (mmpretrain's 200 CUB species unless ``metainfo``
+    says otherwise; :class:`CUBFolder` takes the names of
     ``classes.txt``).
 
     Args:
         data_root: the folder of the set.
         split: ``'train'`` or ``'test'``.
+        allow_outside_root: accept image names that leave ``images/``
+            (``../x.jpg``, absolute paths); by default they are refused,
+            naming ``file:line``, so that a list cannot make the set read
+            files from elsewhere.
         test_mode, **kwargs: as for mmpretrain's ``CUB``.
     """
 
@@ -111,10 +116,12 @@ class CheckedCUB(CUB):
                  data_root: str,
                  split: str = 'train',
                  test_mode: bool = False,
+                 allow_outside_root: bool = False,
                  **kwargs):
         if split not in SPLIT_FLAGS:
             raise ValueError(f'{type(self).__name__} split must be one of '
                              f'{tuple(SPLIT_FLAGS)}, got {split!r}')
+        self.allow_outside_root = allow_outside_root
         super().__init__(
             data_root=data_root, split=split, test_mode=test_mode, **kwargs)
 
@@ -157,7 +164,8 @@ class CheckedCUB(CUB):
         data_list = []
         for image_id, (number, name) in images.items():
             label = labels[image_id][1]
-            key = posixpath.normpath(name.replace('\\', '/'))
+            key = image_name_key(self.ann_file, number, name,
+                                 self.allow_outside_root)
             if key in first_id:
                 other = first_id[key]
                 other_label = labels[other][1]

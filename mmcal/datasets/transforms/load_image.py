@@ -1,13 +1,19 @@
 import io
 import logging
-from typing import Optional
+from typing import BinaryIO, Optional
 
 import numpy as np
 from mmcv.transforms import BaseTransform
 from mmengine import fileio
+from mmengine.fileio.backends import LocalBackend
 from mmengine.logging import print_log
 from mmpretrain.registry import TRANSFORMS
 from PIL import Image, ImageOps
+
+from .image_file import (READ_FORMATS, check_file_size, check_pixels,
+                         check_webp_size, open_regular_file,
+                         refuse_other_format)
+from .jpeg_cut_short import jpeg_cut_short
 
 # Modes whose pixels are integers wider than 8 bits (PIL opens 16-bit PNG and
 # TIFF greyscale as these); they are scaled, not clipped, to 8 bits.
@@ -15,10 +21,10 @@ WIDE_INTEGER_MODES = ('I', 'I;16', 'I;16B', 'I;16L', 'I;16N')
 DEFAULT_MAX_PIXELS = 50_000_000
 
 
-def _cannot_read(path: str, data: bytes, error: Exception) -> OSError:
+def _cannot_read(path: str, size: int, error: Exception) -> OSError:
     # Pillow raises many types for unknown formats, truncated data, corrupt
     # headers and decompression bombs; the path is what the user needs.
-    return OSError(f'Cannot read image {path} ({len(data)} bytes): '
+    return OSError(f'Cannot read image {path} ({size} bytes): '
                    f'{type(error).__name__}: {error}')
 
 
@@ -81,7 +87,16 @@ class LoadImageSafely(BaseTransform):
     than ``max_pixels`` pixels raises ``OSError`` naming the path, its size
     and the limit before it is decoded: the size is read from the header, so
     a small file claiming a huge image (a decompression bomb) costs no
-    memory.
+    memory. Only the formats whose size Pillow reads without decoding are
+    opened (BMP, GIF, JPEG, PNG, PPM/PGM, TIFF, WebP); another one, such as
+    an ICO or ICNS file whose embedded PNG Pillow decodes while opening it,
+    is refused by name. A local path must be a regular file (links
+    followed): a FIFO, a device such as ``/dev/zero`` or a folder is
+    refused by kind before it is read. A file larger than 8 bytes a pixel
+    plus 16 MiB (of ``max_pixels``, then of the size in its header) is
+    refused before it is read further. A JPEG cut short and closed with an
+    end marker, which Pillow decodes grey where data is missing, is refused
+    (see :func:`~.jpeg_cut_short.jpeg_cut_short`).
 
     An image that is already loaded (``results['img']``, as mmpretrain's
     ``ImageClassificationInferencer`` and ``inference_model`` pass it: they
@@ -117,30 +132,52 @@ class LoadImageSafely(BaseTransform):
 
     def read(self, path: str) -> np.ndarray:
         """Decode the image at ``path`` to (H, W, 3) uint8 BGR."""
-        try:
-            data = fileio.get(path, backend_args=self.backend_args)
-        except FileNotFoundError:
-            raise FileNotFoundError(f'Image file not found: {path}') from None
-        if len(data) == 0:
+        backend = fileio.get_file_backend(
+            path, backend_args=self.backend_args)
+        if isinstance(backend, LocalBackend):
+            file = open_regular_file(path)
+        else:  # object storage and URLs: the bytes as the backend gives
+            try:
+                file = io.BytesIO(backend.get(path))
+            except FileNotFoundError:
+                raise FileNotFoundError(
+                    f'Image file not found: {path}') from None
+        with file:
+            return self.decode(path, file)
+
+    def decode(self, path: str, file: BinaryIO) -> np.ndarray:
+        """Decode the image file ``file`` (from ``path``) to (H, W, 3) uint8
+        BGR, reading its header before anything else."""
+        size = file.seek(0, io.SEEK_END)
+        file.seek(0)
+        if size == 0:
             raise OSError(f'Cannot read image {path}: the file is empty '
                           '(0 bytes)')
+        check_file_size(path, size, self.max_pixels,
+                        f'an image of max_pixels={self.max_pixels} pixels')
+        check_webp_size(path, file, self.max_pixels)
         try:
             # Opening reads the header only; load() decodes the pixels.
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(file, formats=READ_FORMATS)
         except Exception as error:
-            raise _cannot_read(path, data, error) from None
+            refuse_other_format(path, file)
+            raise _cannot_read(path, size, error) from None
         with image:
+            check_pixels(path, image.size, self.max_pixels)
             width, height = image.size
-            if width * height > self.max_pixels:
-                raise OSError(
-                    f'Refused image {path}: {width}x{height} = '
-                    f'{width * height} pixels is above the limit of '
-                    f'{self.max_pixels} (LoadImageSafely max_pixels)')
+            check_file_size(path, size, width * height,
+                            f'a {width}x{height} image')
             try:
                 image.load()
-                return pil_to_bgr(ImageOps.exif_transpose(image))
+                cut_short = jpeg_cut_short(image, file)
+                if not cut_short:
+                    return pil_to_bgr(ImageOps.exif_transpose(image))
             except Exception as error:
-                raise _cannot_read(path, data, error) from None
+                raise _cannot_read(path, size, error) from None
+        raise OSError(
+            f'Cannot read image {path} ({size} bytes): its JPEG data ends '
+            'early (cut short, then closed with an end marker); the '
+            'missing part would be decoded grey or blurred')
 
     def transform(self, results: dict) -> Optional[dict]:
         if results.get('img') is not None:

@@ -4,6 +4,7 @@ import logging
 import os.path as osp
 import subprocess
 import sys
+import tracemalloc
 
 import cv2
 import numpy as np
@@ -13,6 +14,7 @@ from mmpretrain.registry import TRANSFORMS
 from PIL import Image
 
 from mmcal.datasets.transforms import LoadImageSafely
+from mmcal.datasets.transforms.load_image import DEFAULT_MAX_PIXELS
 
 
 def load(path, **kwargs):
@@ -325,3 +327,179 @@ def test_inferencer_pipeline_keeps_loaded_image_and_safeties(tmp_path):
     path.write_bytes(b'')
     with pytest.raises(OSError, match='empty'):
         pipeline(dict(img_path=str(path)))
+
+
+def ico_holding(png: bytes) -> bytes:
+    """An ICO file of one entry whose image is ``png``; its directory says
+    256x256 (a size byte of 0), whatever the PNG's size."""
+    header = (0, 1, 1)  # reserved, type 1 (icon), one entry
+    entry = (0, 0, 0, 0, 1, 32, len(png), 6 + 16)
+    return (np.array(header, '<u2').tobytes() +
+            np.array(entry[:4], 'u1').tobytes() +
+            np.array(entry[4:6], '<u2').tobytes() +
+            np.array(entry[6:], '<u4').tobytes() + png)
+
+
+def test_ico_holding_a_huge_png_is_refused_before_decoding(bomb, tmp_path):
+    """Pillow decodes an ICO's embedded PNG inside Image.open, before the
+    size could be checked: the 90-megapixel PNG of a file named .png."""
+    disguised = tmp_path / 'bird.png'
+    disguised.write_bytes(ico_holding(open(bomb, 'rb').read()))
+    result = subprocess.run(
+        [sys.executable, '-c', MEASURE_PEAK, str(disguised)],
+        capture_output=True,
+        text=True,
+        timeout=300)
+    assert result.returncode == 0, result.stderr
+    [refused] = json.loads(result.stdout.splitlines()[-1])
+    assert refused['outcome'] == (
+        f'Refused image {disguised}: it is in the ICO format (by its first '
+        'bytes); only BMP, GIF, JPEG, PNG, PPM, TIFF, WEBP files are read '
+        '(their size is checked before any pixel is decoded)')
+    assert refused['mb'] < 20, refused
+
+
+@pytest.mark.parametrize('suffix, format', [('ico', 'ICO'), ('icns', 'ICNS'),
+                                            ('eps', 'EPS')])
+def test_formats_decoded_while_opening_are_refused_by_name(
+        tmp_path, suffix, format):
+    path = tmp_path / f'bird.{suffix}'
+    Image.new('RGB', (64, 64), (1, 2, 3)).save(path)
+    with pytest.raises(OSError, match=f'it is in the {format} format') as e:
+        load(path)
+    assert str(e.value).startswith(f'Refused image {path}: ')
+    assert LoadImageSafely(skip_broken=True)(dict(img_path=str(path))) is None
+
+
+# Every format read, in the forms the tests, the demo and the prediction
+# tool's file types (.pgm, .ppm, .tif, .webp ...) use.
+HONEST = [('bmp', {}), ('gif', {}), ('png', {}), ('ppm', {}), ('tif', {}),
+          ('tif', dict(compression='tiff_lzw')), ('webp', dict(lossless=True)),
+          ('webp', dict(lossless=True, exact=True, mode='RGBA'))]
+
+
+@pytest.mark.parametrize('suffix, options', HONEST)
+def test_every_format_read_keeps_its_pixels(tmp_path, suffix, options):
+    rgb = np.random.default_rng(0).integers(0, 255, (10, 20, 3), np.uint8)
+    image = Image.fromarray(rgb)
+    if suffix == 'gif':  # 256 colours at most: keep the palette's
+        image = image.quantize(64)
+        rgb = np.asarray(image.convert('RGB'))
+    options = dict(options)
+    mode = options.pop('mode', None)
+    path = tmp_path / f'bird.{suffix}'
+    (image.convert(mode) if mode else image).save(path, **options)
+    np.testing.assert_array_equal(load(path), rgb[..., ::-1])
+
+
+@pytest.mark.parametrize('suffix, options', [
+    ('pgm', {}), ('jpg', {}), ('jpg', dict(progressive=True)),
+    ('webp', dict(quality=90))])
+def test_lossy_and_grey_formats_load(tmp_path, suffix, options):
+    grey = np.tile(np.arange(0, 200, 10, dtype=np.uint8), (10, 1))
+    path = tmp_path / f'bird.{suffix}'
+    Image.fromarray(grey).convert('L' if suffix == 'pgm' else 'RGB').save(
+        path, **options)
+    np.testing.assert_allclose(load(path)[..., 1], grey, atol=6)
+
+
+def test_exif_rotated_jpeg_is_turned_upright(tmp_path):
+    path = tmp_path / 'rotated.jpg'
+    image = Image.new('RGB', (40, 24), (200, 30, 30))
+    exif = image.getexif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to view
+    image.save(path, exif=exif)
+    assert load(path).shape == (40, 24, 3)
+
+
+@pytest.fixture
+def no_decoding(monkeypatch):
+    """Any pixel decoding (a tile decoder, or libwebp's decoder, which
+    allocates its canvas when made) fails the test."""
+    from PIL import WebPImagePlugin
+
+    def decoding(*args, **kwargs):
+        raise AssertionError('a decoder was made before the size check')
+
+    monkeypatch.setattr(Image, '_getdecoder', decoding)
+    monkeypatch.setattr(WebPImagePlugin._webp, 'WebPAnimDecoder', decoding)
+
+
+@pytest.mark.parametrize('suffix, options', HONEST + [
+    ('jpg', {}), ('webp', dict(quality=50)), ('webp', dict(mode='RGBA'))])
+def test_every_format_read_is_size_checked_before_any_decoder(
+        tmp_path, suffix, options, request):
+    path = tmp_path / f'bird.{suffix}'
+    image = Image.new('RGB', (200, 100), (10, 20, 30))
+    options = dict(options)
+    mode = options.pop('mode', None)
+    (image.convert(mode) if mode else image).save(path, **options)
+    request.getfixturevalue('no_decoding')
+    with pytest.raises(OSError, match=r'200x100 = 20000 pixels is above the '
+                       'limit of 19999'):
+        load(path, max_pixels=19999)
+
+
+def textured(shape=(96, 128)):
+    """A smooth random RGB picture, coded like a photo by JPEG."""
+    small = np.random.default_rng(0).integers(0, 255, (12, 16, 3), np.uint8)
+    return Image.fromarray(small).resize(shape[::-1], Image.BILINEAR)
+
+
+@pytest.mark.parametrize('progressive', [False, True])
+@pytest.mark.parametrize('kept', [0.3, 0.6, 0.9])
+def test_jpeg_cut_short_and_closed_with_end_marker_is_refused(
+        tmp_path, progressive, kept):
+    whole = tmp_path / 'whole.jpg'
+    textured().save(whole, quality=90, progressive=progressive)
+    data = whole.read_bytes()
+    path = tmp_path / 'cut.jpg'
+    path.write_bytes(data[:int(len(data) * kept)] + b'\xff\xd9')
+    # The layer below: Pillow decodes it without an error.
+    Image.open(path).load()
+    with pytest.raises(OSError) as e:
+        load(path)
+    assert str(e.value) == (
+        f'Cannot read image {path} ({path.stat().st_size} bytes): its JPEG '
+        'data ends early (cut short, then closed with an end marker); the '
+        'missing part would be decoded grey or blurred')
+    assert LoadImageSafely(skip_broken=True)(dict(img_path=str(path))) is None
+
+
+@pytest.mark.parametrize('progressive', [False, True])
+def test_honest_jpeg_with_a_mid_grey_corner_loads(tmp_path, progressive):
+    """Exactly 128 in every channel, as libjpeg fills missing blocks: the
+    second decode finds nothing missing."""
+    picture = np.asarray(textured()).copy()
+    picture[48:] = 128
+    path = tmp_path / 'grey_bottom.jpg'
+    Image.fromarray(picture).save(path, quality=95, progressive=progressive)
+    img = load(path)
+    assert (img[56:] == 128).all()
+    assert np.abs(img[:40, :, ::-1] - picture[:40].astype(int)).mean() < 4
+
+
+@pytest.mark.parametrize('max_pixels, what, pixels', [
+    (1000, 'an image of max_pixels=1000 pixels', 1000),
+    (DEFAULT_MAX_PIXELS, 'a 10x10 image', 100)])
+def test_file_far_larger_than_its_pixels_is_refused_unread(
+        tmp_path, max_pixels, what, pixels):
+    """A 10x10 PNG padded to 40 MiB (sparse: no disk used); PNG readers
+    ignore what follows the end chunk, and reading it whole would cost 40
+    MiB before the header is even looked at."""
+    path = tmp_path / 'padded.png'
+    Image.new('RGB', (10, 10)).save(path)
+    with open(path, 'r+b') as file:
+        file.truncate(40 * 2**20)
+    tracemalloc.start()
+    try:
+        with pytest.raises(OSError) as e:
+            load(path, max_pixels=max_pixels)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(e.value) == (
+        f'Refused image {path}: the file is {40 * 2**20} bytes, more than '
+        f'{what} needs ({8 * pixels + 2**24} bytes at most: 8 a pixel and '
+        f'{2**24} for metadata)')
+    assert peak < 2**20
