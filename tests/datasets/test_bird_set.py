@@ -1,3 +1,4 @@
+import os
 import os.path as osp
 from collections import Counter
 
@@ -103,6 +104,27 @@ def test_test_split_through_pipeline_and_predict(bird_root, tiny_model):
      r'testing_img_order.txt:3: duplicate file'),
     ('testing_img_order.txt', '0001.jpg\n0099.jpg\n',
      r'testing_img_order.txt:2: image file .*0099.jpg does not exist'),
+    # One image under two names: two labels, in train and in val.
+    ('training_labels.txt', '0001.jpg 001.Species_001\n'
+     './0001.jpg 002.Species_002\n',
+     r"training_labels.txt:2: duplicate file '\./0001.jpg' \(first on line "
+     r"1\)"),
+    ('training_labels.txt', '0001.jpg 001.Species_001\n'
+     'x/../0001.jpg 002.Species_002\n', r'training_labels.txt:2: duplicate'),
+    ('testing_img_order.txt', '0001.jpg\n.//0001.jpg\n',
+     r"testing_img_order.txt:2: duplicate file '\.//0001.jpg'"),
+    # A test image put into training, a file from outside the set.
+    ('training_labels.txt', '0001.jpg 001.Species_001\n'
+     '../testing_images/0001.jpg 002.Species_002\n',
+     r"training_labels.txt:2: image name '\.\./testing_images/0001.jpg' "
+     r'leaves the image folder; names are relative to it \(pass '
+     r'allow_outside_root=True to the data set to read such names\)'),
+    ('testing_img_order.txt', '/etc/hostname\n',
+     r"testing_img_order.txt:1: image name '/etc/hostname' leaves"),
+    ('training_labels.txt', '0001.jpg 001.Species_001\n'
+     '00\x0002.jpg 001.Species_001\n',
+     r'training_labels.txt:2: a NUL byte \(\\0\) at column 3; text lines '
+     'must not contain one'),
 ])
 def test_bad_lines_name_file_and_line(bird_root, tmp_path, file_name, lines,
                                       message):
@@ -154,3 +176,28 @@ def test_byte_order_mark_crlf_and_blank_lines_are_tolerated(
     assert _names(trainval) == _names(expected)
     assert trainval.get_gt_labels().tolist() == (
         expected.get_gt_labels().tolist())
+
+
+def test_names_outside_the_image_folder_are_read_when_allowed(
+        bird_root, tmp_path):
+    root = _copy(bird_root[0], tmp_path)
+    test_image = root / 'testing_images' / '0001.jpg'
+    lines = (root / 'training_labels.txt').read_text().splitlines()
+    lines[0] = f'{test_image} {lines[0].split()[1]}'
+    lines[1] = f'../testing_images/0002.jpg {lines[1].split()[1]}'
+    (root / 'training_labels.txt').write_text('\n'.join(lines) + '\n')
+    with pytest.raises(ValueError, match='training_labels.txt:1: image name'):
+        BirdSet(data_root=str(root), split='trainval')
+    dataset = BirdSet(data_root=str(root), split='trainval',
+                      allow_outside_root=True)
+    assert [osp.relpath(info['img_path'], root) for info in dataset][:2] == [
+        'testing_images/0001.jpg', 'testing_images/0002.jpg']
+
+
+def test_special_file_in_the_image_folder_is_named(bird_root, tmp_path):
+    root = _copy(bird_root[0], tmp_path)
+    os.remove(root / 'testing_images' / '0001.jpg')
+    os.mkfifo(root / 'testing_images' / '0001.jpg')
+    with pytest.raises(ValueError, match=r'testing_img_order.txt:1: image '
+                       r'file .*0001.jpg is not a regular file'):
+        BirdSet(data_root=str(root), split='test')

@@ -108,6 +108,20 @@ BAD = [
      r'with the same label: it would be one sample twice'),
     ('images.txt', b'1 x/1.jpg\n2 x/\xe92.jpg\n',
      r'images.txt:2: not UTF-8 text'),
+    # Training would die later with a bare "embedded null byte".
+    ('images.txt', b'1 x/1.jpg\n2 x/\x002.jpg\n',
+     r'images.txt:2: a NUL byte \(\\0\) at column 5; text lines must not '
+     'contain one'),
+    ('images.txt', '1 x/1.jpg\n2 x/2.jpg\n3 x/3.jpg\n4 y/4.jpg\n'
+     '5 y/5.jpg\n6 ../../elsewhere/6.jpg\n',
+     r"images.txt:6: image name '\.\./\.\./elsewhere/6.jpg' leaves the image "
+     r'folder; names are relative to it \(pass allow_outside_root=True'),
+    ('images.txt', '1 x/1.jpg\n2 x/2.jpg\n3 x/3.jpg\n4 y/4.jpg\n'
+     '5 y/5.jpg\n6 /srv/birds/6.jpg\n',
+     r"images.txt:6: image name '/srv/birds/6.jpg' leaves"),
+    ('images.txt', '1 x/1.jpg\n2 x/2.jpg\n3 x/3.jpg\n4 y/4.jpg\n'
+     '5 y/5.jpg\n6 C:\\birds\\6.jpg\n',
+     r"images.txt:6: image name 'C:\\\\birds\\\\6.jpg' leaves"),
     ('images.txt', '1 x/1.jpg\n2 x/2.jpg\n3 x/3.jpg\n4 y/4.jpg\n5 y/5.jpg\n',
      r'image_class_labels.txt:6: image id 6 is not in .*images.txt'),
     ('image_class_labels.txt', '1 1\n2 1\n3 1\n4 2\n6 3\n',
@@ -147,6 +161,16 @@ def test_bad_annotation_is_named_by_file_and_line(tmp_path, file_name,
     root = write_layout(tmp_path, **{file_name: content})
     with pytest.raises(ValueError, match=message):
         build(root)
+
+
+def test_names_outside_images_are_read_when_allowed(tmp_path):
+    rows = ROWS[:-1] + [(6, '../shared/6.jpg', 3, 1)]
+    root = write_layout(tmp_path, rows=rows)
+    with pytest.raises(ValueError, match='images.txt:6: image name'):
+        build(root)
+    dataset = DATASETS.build(
+        dict(type='CUBFolder', data_root=root, allow_outside_root=True))
+    assert samples(dataset)[-1] == ('../shared/6.jpg', 2)
 
 
 def test_mmpretrain_cub_accepts_what_checked_cub_refuses(tmp_path):
