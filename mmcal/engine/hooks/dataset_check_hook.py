@@ -66,34 +66,48 @@ def check_class_names(dataset, split: str, classes: Sequence[str],
     added = [name for name in names if name not in classes]
     missing = [name for name in classes if name not in names]
     if added:
-        lacks = f' and lacks its classes {missing}' if missing else ''
+        lacks = f' and lacks its classes {listed(missing)}' if missing else ''
         raise ValueError(
-            f'{where} has classes {added} that {source} does not have'
-            f'{lacks}: its labels would name other classes than the '
-            f"model's outputs. Give the {split} set the classes of {source}: "
-            f'{list(classes)}')
+            f'{where} has classes {listed(added)} that {source} does not '
+            f"have{lacks}: its labels would name other classes than the "
+            f"model's outputs. Give the {split} set the classes of {source}")
     if missing:
         raise ValueError(
-            f'{where} lacks the classes {missing} of {source}: it numbers '
-            f'its labels over its own {len(names)} classes, so they would '
-            f"name other classes than the model's {len(classes)} outputs. "
-            f'Keep model.head.num_classes={len(classes)} and '
-            f'{same_classes_advice(dataset, missing, classes)}')
+            f'{where} lacks the classes {listed(missing)} of {source}: it '
+            f'numbers its labels over its own {len(names)} classes, so they '
+            f"would name other classes than the model's {len(classes)} "
+            f'outputs. Keep model.head.num_classes={len(classes)} and '
+            f'{same_classes_advice(dataset, missing, source)}')
+    moved = [
+        index for index, (name, expected) in enumerate(zip(names, classes))
+        if name != expected
+    ]
+    if moved:
+        raise ValueError(
+            f'{where} lists the classes of {source} in another order: class '
+            f'{moved[0]} is {names[moved[0]]!r} there and '
+            f'{classes[moved[0]]!r} in {source}')
     raise ValueError(
-        f'{where} lists the classes of {source} in another order: '
-        f'{list(names)} instead of {list(classes)}')
+        f'{where} has {len(names)} class names and {source} '
+        f'{len(classes)}, the same names repeated')
 
 
-def same_classes_advice(dataset, missing: List[str],
-                        classes: Sequence[str]) -> str:
+def listed(names: List[str]) -> str:
+    """The first ``MAX_LISTED`` names, and how many more there are."""
+    more = len(names) - MAX_LISTED
+    return str(names[:MAX_LISTED]) + (f' and {more} more' if more > 0 else '')
+
+
+def same_classes_advice(dataset, missing: List[str], source: str) -> str:
     """How a split that lacks classes gets the full class list."""
     if getattr(dataset, 'folder_to_idx', None):
         folders = [osp.join(dataset.img_prefix, name) for name in missing]
-        return (f'add the empty class folders {folders}: mmpretrain\'s '
-                'CustomDataset numbers the class folders it finds, in sorted '
-                'order, and refuses a classes= list of another length')
-    return (f'give the split the class list {list(classes)} (its '
-            'metainfo classes), with labels numbered over it')
+        return (f'add the empty class folders {listed(folders)}: '
+                "mmpretrain's CustomDataset numbers the class folders it "
+                'finds, in sorted order, and refuses a classes= list of '
+                'another length')
+    return (f'give the split the class list of {source} (its metainfo '
+            'classes), with labels numbered over it')
 
 
 def check_dataset(dataset, split: str, num_classes: Optional[int]) -> None:

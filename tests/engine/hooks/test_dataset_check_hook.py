@@ -82,6 +82,20 @@ def test_class_list_in_another_order_is_refused(data_root, tmp_path):
     assert "'class_2'" not in str(e.value)
 
 
+def test_val_classes_in_another_order_than_train_are_named(
+        data_root, tmp_path):
+    cfg = with_ann_file(tiny_runner_cfg(data_root, str(tmp_path / 'work')),
+                        data_root, ['class_0/1.png 1'],
+                        loader='val_dataloader')
+    cfg['val_dataloader']['dataset']['classes'] = [
+        'class_1', 'class_0', 'class_2'
+    ]
+    with pytest.raises(ValueError, match='The val dataset') as e:
+        checked_runner(cfg).train()
+    assert ("class 0 is 'class_1' there and 'class_0' in the train "
+            'dataset') in str(e.value)
+
+
 def test_class_count_differing_from_model_is_named(data_root, tmp_path):
     cfg = tiny_runner_cfg(data_root, str(tmp_path / 'work'))
     cfg['model']['head']['num_classes'] = 5
