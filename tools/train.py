@@ -62,6 +62,10 @@ def build_config(args):
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
     if args.auto_scale_lr:
+        if not cfg.get('auto_scale_lr'):
+            raise KeyError(
+                f'--auto-scale-lr needs auto_scale_lr = dict(base_batch_size'
+                f'=N) in {args.config}: the global batch its lr is set for')
         cfg.auto_scale_lr.enable = True
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)

@@ -1,13 +1,17 @@
 """The recipes' learning-rate schedules, augmentation and BatchNorm
 synchronisation behave as the reference describes."""
+import glob
+import json
 import math
+import os.path as osp
+import re
 from types import SimpleNamespace
 
 import mmcv
 import numpy as np
 import pytest
 import torch
-from mmcal_test_utils import tiny_model_cfg
+from mmcal_test_utils import load_tool, tiny_model_cfg
 from mmengine.logging import MMLogger
 from mmengine.model import convert_sync_batchnorm
 from mmengine.optim import OptimWrapper, build_optim_wrapper
@@ -15,6 +19,8 @@ from mmengine.runner import Runner
 from mmpretrain.registry import MODELS, PARAM_SCHEDULERS, TRANSFORMS
 
 from mmcal.runtime.runner import load_config
+
+from .conftest import all_configs, dataloader_overrides
 
 CUB_CONFIG = 'configs/cal_r101_cub_448.py'
 BIRDS_CONFIG = 'configs/cal_r152_birds.py'
@@ -64,6 +70,112 @@ def test_cub_lr_is_1e3_for_a_global_batch_of_16():
     assert math.isclose(scaled_lr(cfg, 4, 4), 1e-3)
     assert math.isclose(scaled_lr(cfg, 1, 4), 2.5e-4)
     assert math.isclose(scaled_lr(cfg, 2, 16), 2e-3)
+
+
+# Processes of the recipes whose names do not say it (mmpretrain's name
+# it: 8xb8 is 8 processes of 8 images); the others train on one.
+RECIPE_PROCESSES = {CUB_CONFIG: 4}
+
+
+@pytest.mark.parametrize('config', all_configs())
+def test_every_config_declares_the_batch_its_lr_is_set_for(config):
+    """``tools/train.py --auto-scale-lr`` needs ``auto_scale_lr``: its
+    base batch is the recipe's global batch."""
+    tool = load_tool('train.py')
+    cfg = tool.build_config(tool.parse_args([config, '--auto-scale-lr']))
+    assert cfg.auto_scale_lr.enable is True
+    batch_size = cfg.train_dataloader.batch_size
+    named = re.search(r'_(\d+)xb(\d+)_', osp.basename(config))
+    if named:
+        assert batch_size == int(named[2])
+        processes = int(named[1])
+    else:
+        processes = RECIPE_PROCESSES.get(config, 1)
+    assert cfg.auto_scale_lr.base_batch_size == batch_size * processes
+
+
+def test_auto_scale_lr_without_a_base_batch_names_the_config(tmp_path):
+    """A user's config with a schedule of its own, without the key."""
+    runtime = osp.abspath('configs/_base_/default_runtime.py')
+    config = tmp_path / 'own_schedule.py'
+    config.write_text(f"_base_ = ['{runtime}']\n"
+                      'train_dataloader = dict(batch_size=2)\n'
+                      "optim_wrapper = dict(optimizer=dict(type='SGD', "
+                      'lr=0.1))\n')
+    tool = load_tool('train.py')
+    with pytest.raises(KeyError, match='base_batch_size') as error:
+        tool.build_config(tool.parse_args([str(config), '--auto-scale-lr']))
+    assert str(config) in str(error.value)
+
+
+# The generated data of tests/configs/conftest.py: 4 training images in
+# batches of 2.
+DEMO_BATCH = 2
+DEMO_ITERS_PER_EPOCH = 2
+
+
+def demo_lrs(data_roots, work_dir, *args):
+    """Train the demo config with ``tools/train.py`` on the generated data
+    (no validation) and return the lr of every iteration, from its log."""
+    cfg = load_config(SYNTHETIC_CONFIG)
+    options = dataloader_overrides(cfg, data_roots,
+                                   batch_size=DEMO_BATCH,
+                                   loaders=('train_dataloader', ))
+    options['default_hooks.logger.interval'] = 1
+    load_tool('train.py').main([
+        SYNTHETIC_CONFIG, '--work-dir', str(work_dir), '--no-validate',
+        *args, '--cfg-options',
+        *(f'{key}={value}' for key, value in options.items())
+    ])
+    log, = [
+        path for path in glob.glob(osp.join(work_dir, '*', 'vis_data',
+                                            '*.json'))
+        if not path.endswith('scalars.json')
+    ]
+    with open(log) as file:
+        records = [json.loads(line) for line in file]
+    return [r['lr'] for r in sorted(records, key=lambda r: r['iter'])]
+
+
+def demo_schedule(lr, iteration, num_iters):
+    """The demo's schedule as configs/_base_/schedules/synthetic_birds_cpu.py
+    states it: from lr / 10 linearly up to lr over the first epoch (over
+    the first half of a shorter run), then a half cosine towards 0 at the
+    end of the run."""
+    warmup = min(DEMO_ITERS_PER_EPOCH, num_iters / 2)
+    if iteration < warmup:
+        return lr * (0.1 + 0.9 * iteration / warmup)
+    return lr * (1 + math.cos(math.pi * (iteration - warmup) /
+                              (num_iters - warmup))) / 2
+
+
+@pytest.mark.parametrize('max_epochs', [1, 2, None])
+def test_demo_schedule_follows_the_run_length(max_epochs, data_roots,
+                                              tmp_path):
+    cfg = load_config(SYNTHETIC_CONFIG)
+    options = [] if max_epochs is None else [
+        '--cfg-options', f'train_cfg.max_epochs={max_epochs}'
+    ]
+    lrs = demo_lrs(data_roots, tmp_path, *options)
+    num_iters = (max_epochs or cfg.train_cfg.max_epochs) * \
+        DEMO_ITERS_PER_EPOCH
+    expected = [
+        demo_schedule(cfg.optim_wrapper.optimizer.lr, iteration, num_iters)
+        for iteration in range(num_iters)
+    ]
+    assert lrs == pytest.approx(expected, rel=1e-9)
+
+
+def test_auto_scale_lr_scales_by_the_global_batch(data_roots, tmp_path):
+    """One process of 2 images: mmengine's linear rule, lr * 2 / 16."""
+    cfg = load_config(SYNTHETIC_CONFIG)
+    lrs = demo_lrs(data_roots, tmp_path, '--auto-scale-lr', '--cfg-options',
+                   'train_cfg.max_epochs=1')
+    lr = cfg.optim_wrapper.optimizer.lr * DEMO_BATCH / \
+        cfg.auto_scale_lr.base_batch_size
+    assert lr < cfg.optim_wrapper.optimizer.lr
+    assert lrs == pytest.approx([demo_schedule(lr, 0, 2),
+                                 demo_schedule(lr, 1, 2)], rel=1e-9)
 
 
 def test_bird_rotation_is_uniform_within_20_degrees(monkeypatch):

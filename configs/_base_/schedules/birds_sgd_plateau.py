@@ -17,3 +17,7 @@ param_scheduler = dict(
 train_cfg = dict(by_epoch=True, max_epochs=60, val_interval=1)
 val_cfg = dict()
 test_cfg = dict()
+
+# The lr is set for the bird project's batch of 8 on one GPU; `tools/train.py
+# --auto-scale-lr` rescales it for another global batch.
+auto_scale_lr = dict(base_batch_size=8, enable=False)

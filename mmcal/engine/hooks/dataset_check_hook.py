@@ -1,5 +1,6 @@
 import logging
-from typing import Optional
+import os.path as osp
+from typing import List, Optional, Sequence
 
 import numpy as np
 from mmengine.hooks import Hook
@@ -49,6 +50,66 @@ def check_folder_classes(dataset, split: str) -> None:
             f'{moved} differently: list the classes in sorted folder order')
 
 
+def check_class_names(dataset, split: str, classes: Sequence[str],
+                      source: str) -> None:
+    """The class names of a split vs ``classes``, those the model's outputs
+    stand for (the training set's, named ``source`` in the error).
+
+    Each split numbers its labels over its own class list, so a name
+    missing, added or moved there gives a label another class: validation
+    would measure the wrong thing without an error.
+    """
+    names = dataset.metainfo.get('classes')
+    if not names or list(names) == list(classes):
+        return
+    where = f'The {split} dataset {describe_dataset(dataset)}'
+    added = [name for name in names if name not in classes]
+    missing = [name for name in classes if name not in names]
+    if added:
+        lacks = f' and lacks its classes {listed(missing)}' if missing else ''
+        raise ValueError(
+            f'{where} has classes {listed(added)} that {source} does not '
+            f"have{lacks}: its labels would name other classes than the "
+            f"model's outputs. Give the {split} set the classes of {source}")
+    if missing:
+        raise ValueError(
+            f'{where} lacks the classes {listed(missing)} of {source}: it '
+            f'numbers its labels over its own {len(names)} classes, so they '
+            f"would name other classes than the model's {len(classes)} "
+            f'outputs. Keep model.head.num_classes={len(classes)} and '
+            f'{same_classes_advice(dataset, missing, source)}')
+    moved = [
+        index for index, (name, expected) in enumerate(zip(names, classes))
+        if name != expected
+    ]
+    if moved:
+        raise ValueError(
+            f'{where} lists the classes of {source} in another order: class '
+            f'{moved[0]} is {names[moved[0]]!r} there and '
+            f'{classes[moved[0]]!r} in {source}')
+    raise ValueError(
+        f'{where} has {len(names)} class names and {source} '
+        f'{len(classes)}, the same names repeated')
+
+
+def listed(names: List[str]) -> str:
+    """The first ``MAX_LISTED`` names, and how many more there are."""
+    more = len(names) - MAX_LISTED
+    return str(names[:MAX_LISTED]) + (f' and {more} more' if more > 0 else '')
+
+
+def same_classes_advice(dataset, missing: List[str], source: str) -> str:
+    """How a split that lacks classes gets the full class list."""
+    if getattr(dataset, 'folder_to_idx', None):
+        folders = [osp.join(dataset.img_prefix, name) for name in missing]
+        return (f'add the empty class folders {listed(folders)}: '
+                "mmpretrain's CustomDataset numbers the class folders it "
+                'finds, in sorted order, and refuses a classes= list of '
+                'another length')
+    return (f'give the split the class list of {source} (its metainfo '
+            'classes), with labels numbered over it')
+
+
 def check_dataset(dataset, split: str, num_classes: Optional[int]) -> None:
     """Raise ``ValueError`` naming what is wrong with a dataset.
 
@@ -89,6 +150,34 @@ def check_dataset(dataset, split: str, num_classes: Optional[int]) -> None:
             f'outside [0, {num_labels}): {listed}')
 
 
+def loop_dataset(loop, split: str) -> Optional[Dataset]:
+    """The dataset of a loop's dataloader, or ``None`` (logged) when the
+    loader holds no PyTorch ``Dataset`` to check."""
+    dataset = getattr(loop.dataloader, 'dataset', None)
+    if isinstance(dataset, Dataset):
+        return dataset
+    print_log(
+        f'DatasetCheckHook: the {split} loader holds no dataset '
+        f'({type(dataset).__name__}); nothing to check',
+        logger='current',
+        level=logging.INFO)
+    return None
+
+
+def checkpoint_classes(checkpoint) -> Optional[List[str]]:
+    """``meta.dataset_meta.classes`` of a checkpoint: the classes of the
+    set it was trained on, as mmengine's Runner saves them."""
+    meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
+    dataset_meta = meta.get('dataset_meta') if isinstance(meta,
+                                                          dict) else None
+    classes = dataset_meta.get('classes') if isinstance(
+        dataset_meta, dict) else None
+    if isinstance(classes, (list, tuple)) and classes and all(
+            isinstance(name, str) for name in classes):
+        return list(classes)
+    return None
+
+
 @HOOKS.register_module()
 class DatasetCheckHook(Hook):
     """Check the data sets against each other and the model up front.
@@ -97,8 +186,11 @@ class DatasetCheckHook(Hook):
     testing the test set (see :func:`check_dataset`), so that a label out of
     range, a class list of the wrong length, mismatched class folders or an
     empty split fail at once, naming the dataset, file and value, instead of
-    as a device-side assertion hours into a run. It reads annotations only,
-    never images or the model's tensors.
+    as a device-side assertion hours into a run. The validation set's class
+    names must be the training set's, the test set's those of the loaded
+    checkpoint (its ``meta.dataset_meta``) or of the training set
+    (:func:`check_class_names`). It reads annotations only, never images or
+    the model's tensors.
 
     A loader whose ``dataset`` is not a PyTorch ``Dataset`` is skipped, with
     an info message: tools such as mmpretrain's ``vis_scheduler.py`` run a
@@ -108,23 +200,39 @@ class DatasetCheckHook(Hook):
 
     priority = 'VERY_HIGH'
 
-    def _check(self, loop, split: str, num_classes: Optional[int]) -> None:
-        dataset = getattr(loop.dataloader, 'dataset', None)
-        if not isinstance(dataset, Dataset):
-            print_log(
-                f'DatasetCheckHook: the {split} loader holds no dataset '
-                f'({type(dataset).__name__}); nothing to check',
-                logger='current',
-                level=logging.INFO)
-            return
-        check_dataset(dataset, split, num_classes)
+    def __init__(self):
+        # The class names the model's outputs stand for, and their source.
+        self.model_classes = None
+
+    def after_load_checkpoint(self, runner, checkpoint) -> None:
+        classes = checkpoint_classes(checkpoint)
+        if classes:
+            self.model_classes = (classes, 'the checkpoint\'s training set '
+                                  '(meta.dataset_meta.classes)')
 
     def before_train(self, runner) -> None:
         num_classes = model_num_classes(runner.model)
-        self._check(runner.train_loop, 'train', num_classes)
+        train = loop_dataset(runner.train_loop, 'train')
+        val = None
         if runner.val_loop is not None:
-            self._check(runner.val_loop, 'val', num_classes)
+            val = loop_dataset(runner.val_loop, 'val')
+        # The train set defines the classes of a training run (a
+        # checkpoint loaded to fine-tune may have had others).
+        if train is not None and train.metainfo.get('classes'):
+            self.model_classes = (list(train.metainfo['classes']),
+                                  'the train dataset')
+            # Names first: a class missing from one split also changes its
+            # class count, and the count's remedy would be the wrong one.
+            if val is not None:
+                check_class_names(val, 'val', *self.model_classes)
+        for split, dataset in (('train', train), ('val', val)):
+            if dataset is not None:
+                check_dataset(dataset, split, num_classes)
 
     def before_test(self, runner) -> None:
-        self._check(runner.test_loop, 'test',
-                    model_num_classes(runner.model))
+        test = loop_dataset(runner.test_loop, 'test')
+        if test is None:
+            return
+        if self.model_classes:
+            check_class_names(test, 'test', *self.model_classes)
+        check_dataset(test, 'test', model_num_classes(runner.model))

@@ -1,6 +1,8 @@
 from mmengine.optim.scheduler import ExponentialLR
 from mmpretrain.registry import PARAM_SCHEDULERS
 
+from .epoch_length import check_epoch_length
+
 
 @PARAM_SCHEDULERS.register_module()
 class ContinuousExponentialLR(ExponentialLR):
@@ -22,9 +24,7 @@ class ContinuousExponentialLR(ExponentialLR):
     @classmethod
     def build_iter_from_epoch(cls, *args, gamma, epoch_length=None,
                               **kwargs):
-        if not isinstance(epoch_length, int) or epoch_length <= 0:
-            raise ValueError(f'{cls.__name__} needs a positive integer '
-                             f'epoch_length, got {epoch_length!r}')
+        check_epoch_length(cls.__name__, epoch_length)
         return super().build_iter_from_epoch(
             *args,
             gamma=gamma**(1 / epoch_length),

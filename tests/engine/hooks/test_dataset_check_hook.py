@@ -1,12 +1,15 @@
 """DatasetCheckHook: bad labels, classes and splits fail before iteration 1."""
 import copy
+import os
+import os.path as osp
 
 import pytest
 import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
-from mmcal_test_utils import tiny_runner_cfg, write_image_folder
+from mmcal_test_utils import (ROOT, load_tool, tiny_runner_cfg,
+                              write_image_folder)
 
 
 @pytest.fixture
@@ -77,6 +80,20 @@ def test_class_list_in_another_order_is_refused(data_root, tmp_path):
         checked_runner(cfg).train()
     assert "'class_0'" in str(e.value) and "'class_1'" in str(e.value)
     assert "'class_2'" not in str(e.value)
+
+
+def test_val_classes_in_another_order_than_train_are_named(
+        data_root, tmp_path):
+    cfg = with_ann_file(tiny_runner_cfg(data_root, str(tmp_path / 'work')),
+                        data_root, ['class_0/1.png 1'],
+                        loader='val_dataloader')
+    cfg['val_dataloader']['dataset']['classes'] = [
+        'class_1', 'class_0', 'class_2'
+    ]
+    with pytest.raises(ValueError, match='The val dataset') as e:
+        checked_runner(cfg).train()
+    assert ("class 0 is 'class_1' there and 'class_0' in the train "
+            'dataset') in str(e.value)
 
 
 def test_class_count_differing_from_model_is_named(data_root, tmp_path):
@@ -161,3 +178,84 @@ def test_runner_without_data_is_left_alone(data_root, tmp_path):
         experiment_name='no_data')
     runner.train()
     assert runner.iter == 2
+
+
+DEMO_CONFIG = osp.join(ROOT, 'configs', 'cal_r18_synthetic-birds.py')
+TRAIN_CLASSES = ['cat', 'dog', 'elk', 'owl', 'wolf']
+
+
+def write_class_folders(root, names, per_class=2):
+    """ImageNet-style ``root/<class>/*.png`` for the given class names."""
+    write_image_folder(root, num_classes=len(names), per_class=per_class,
+                       size=48)
+    for label, name in enumerate(names):
+        os.rename(osp.join(root, f'class_{label}'), osp.join(root, name))
+
+
+def own_data_config(tmp_path, split_classes):
+    """The demo config on a user's class folders, as an mmpretrain user
+    points a config at them (CustomDataset, one folder per split)."""
+    root = tmp_path / 'data'
+    for split, names in split_classes.items():
+        write_class_folders(str(root / split), names)
+    loaders = '\n'.join(
+        f'{split}_dataloader = dict(dataset=dict(_delete_=True, '
+        f"type='CustomDataset', data_root='{root}', data_prefix='{split}', "
+        'pipeline=pipeline))' for split in ('train', 'val', 'test'))
+    config = tmp_path / 'own_data.py'
+    config.write_text(
+        f"_base_ = ['{DEMO_CONFIG}']\n"
+        f'model = dict(head=dict(num_classes={len(TRAIN_CLASSES)}))\n'
+        "pipeline = [dict(type='LoadImageSafely'), dict(type='PackInputs')]\n"
+        f'{loaders}\n')
+    return str(config), root
+
+
+def train(config, work_dir):
+    load_tool('train.py').main([
+        config, '--work-dir', str(work_dir), '--cfg-options',
+        'train_cfg.max_epochs=1'
+    ])
+
+
+def test_val_classes_other_than_train_are_named(tmp_path):
+    """Same count, other names: each split numbers its own sorted folders,
+    so val's 'fox' would be scored as train's 'owl' and 'owl' as 'wolf'."""
+    config, root = own_data_config(
+        tmp_path, dict(train=TRAIN_CLASSES,
+                       val=['cat', 'dog', 'elk', 'fox', 'owl'],
+                       test=TRAIN_CLASSES))
+    with pytest.raises(ValueError, match='The val dataset') as error:
+        train(config, tmp_path / 'work')
+    message = str(error.value)
+    assert "classes ['fox'] that the train dataset does not have" in message
+    assert "lacks its classes ['wolf']" in message
+    assert str(root) in message
+    assert not osp.exists(tmp_path / 'work' / 'epoch_1.pth')
+
+
+def test_val_set_missing_a_class_keeps_num_classes(tmp_path):
+    """One val class missing: the model keeps its 5 classes (not the 4 a
+    count check would suggest), and the advice given makes the run work;
+    a test set of other classes than the checkpoint's is refused too."""
+    config, root = own_data_config(
+        tmp_path, dict(train=TRAIN_CLASSES, val=['cat', 'dog', 'elk', 'owl'],
+                       test=['cat', 'dog', 'elk', 'fox', 'owl']))
+    work_dir = tmp_path / 'work'
+    with pytest.raises(ValueError, match='The val dataset') as error:
+        train(config, work_dir)
+    message = str(error.value)
+    assert "lacks the classes ['wolf'] of the train dataset" in message
+    assert 'Keep model.head.num_classes=5' in message
+    empty_folder = osp.join(str(root), 'val', 'wolf')
+    assert repr(empty_folder) in message
+
+    os.makedirs(empty_folder)
+    train(config, work_dir)
+    checkpoint = str(work_dir / 'epoch_1.pth')
+    with pytest.raises(ValueError, match='The test dataset') as error:
+        load_tool('test.py').main(
+            [config, checkpoint, '--work-dir', str(work_dir)])
+    message = str(error.value)
+    assert "classes ['fox'] that the checkpoint's training set" in message
+    assert "lacks its classes ['wolf']" in message
