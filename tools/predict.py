@@ -4,7 +4,9 @@ Writes, in input order, the bird project's ``answer.txt`` format (``<file
 name> <class name>`` per line) or, for ``.csv`` / ``.json`` outputs, the
 top-k classes with their scores. The views (raw image, attention crops,
 flip) are the config's ``model.test_cfg`` unless overridden here. The output
-file appears only once every image is predicted.
+path, the class names and the names the format must hold are checked before
+the first image is read; the output file appears only once every image is
+predicted.
 
 Example::
 
@@ -20,9 +22,10 @@ from mmengine.config import DictAction
 from mmengine.utils import ProgressBar
 
 from mmcal.apis import (add_prediction_arguments, check_class_names,
-                        check_prediction_arguments, collect_images,
-                        format_predictions, image_loader, inference_pipeline,
-                        init_classifier)
+                        check_output_names, check_prediction_arguments,
+                        collect_images, format_predictions, image_loader,
+                        inference_pipeline, init_classifier,
+                        validate_class_names)
 from mmcal.datasets.annotation_file import read_names
 from mmcal.models import CALClassifier
 from mmcal.runtime import add_unsafe_load_argument
@@ -104,9 +107,11 @@ def main(argv: Optional[List[str]] = None) -> str:
     model = init_classifier(args.config, args.checkpoint, args.device,
                             args.cfg_options)
     classes = check_class_names(
-        read_names(args.classes)
+        validate_class_names(read_names(args.classes), args.classes)
         if args.classes else model._dataset_meta.get('classes'),
         model.head.num_classes, 'pass --classes FILE')
+    names = [name for name, _ in images]
+    check_output_names(names, classes, args.format)
     if not isinstance(model, CALClassifier):
         # A plain mmpretrain classifier has one view.
         if args.crops is not None or args.flip is not None:
@@ -123,7 +128,6 @@ def main(argv: Optional[List[str]] = None) -> str:
     loader = image_loader(images, inference_pipeline(model._config),
                           args.batch_size, args.num_workers)
     scores = predict_scores(model, loader, views)
-    names = [name for name, _ in images]
     write_atomically(
         format_predictions(names, scores, classes, args.format, args.topk),
         args.out)

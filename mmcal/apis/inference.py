@@ -12,6 +12,7 @@ import io
 import json
 import os
 import os.path as osp
+import unicodedata
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -22,7 +23,10 @@ from mmengine.registry import DefaultScope
 from mmengine.runner import load_checkpoint
 from torch.utils.data import DataLoader, Dataset
 
+from mmcal.apis.class_names import (FORBIDDEN_CATEGORIES, show_name,
+                                    validate_class_names)
 from mmcal.datasets.annotation_file import read_names
+from mmcal.runtime.atomic_save import check_writable
 from mmcal.runtime.runner import load_config
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',
@@ -62,31 +66,43 @@ def init_classifier(config: Union[str, Config],
         map_location='cpu',
         strict=True,
         revise_keys=[(r'^module\.', '')])
-    dataset_meta = dict(loaded.get('meta', {}).get('dataset_meta') or {})
+    dataset_meta = checkpoint_dataset_meta(loaded, checkpoint)
     if not dataset_meta.get('classes'):
         classes = config_classes(cfg) or model._dataset_meta.get('classes')
         if classes:
-            dataset_meta['classes'] = list(classes)
+            dataset_meta['classes'] = validate_class_names(
+                classes, f'{cfg.filename or "the config"}: the test data '
+                'set\'s classes')
     model._dataset_meta = dataset_meta
     return model.to(device).eval()
 
 
-def check_class_names(classes: Optional[Sequence[str]], num_classes: int,
-                      how_to_name: str) -> List[str]:
-    """``classes`` when they name each of a model's ``num_classes``
-    classes.
+def checkpoint_dataset_meta(loaded, path: str) -> dict:
+    """A copy of ``meta.dataset_meta`` of a loaded checkpoint (``{}`` if it
+    has none), its ``classes`` checked by :func:`validate_class_names`.
 
     Raises:
-        ValueError: there are no names (the message ends with
-            ``how_to_name``, how the tool takes them), or another number.
+        ValueError: naming ``path`` and the key, when ``meta`` or
+            ``dataset_meta`` is not a dict or the class names are not
+            names.
     """
-    if not classes:
-        raise ValueError('No class names in the checkpoint or the config; '
-                         f'{how_to_name} (one name per line, in label order)')
-    if len(classes) != num_classes:
-        raise ValueError(f'{len(classes)} class names for a model with '
-                         f'{num_classes} classes')
-    return list(classes)
+    meta = loaded.get('meta') if isinstance(loaded, dict) else None
+    if meta is None:
+        return {}
+    if not isinstance(meta, dict):
+        raise ValueError(f'{path}: meta is a {type(meta).__name__}, not a '
+                         'dict')
+    dataset_meta = meta.get('dataset_meta')
+    if dataset_meta is None:
+        return {}
+    if not isinstance(dataset_meta, dict):
+        raise ValueError(f'{path}: meta.dataset_meta is a '
+                         f'{type(dataset_meta).__name__}, not a dict')
+    dataset_meta = dict(dataset_meta)
+    if dataset_meta.get('classes') is not None:
+        dataset_meta['classes'] = validate_class_names(
+            dataset_meta['classes'], f'{path}: meta.dataset_meta.classes')
+    return dataset_meta
 
 
 def config_classes(cfg: Config) -> Optional[List[str]]:
@@ -241,6 +257,49 @@ def image_loader(images: Sequence[Tuple[str, str]], pipeline,
         collate_fn=pseudo_collate)
 
 
+TXT_ADVICE = ('"<name> <class>" lines (the txt format) cannot hold it; '
+              'write CSV or JSON instead (--out with .csv or .json, or '
+              '--format csv/json)')
+
+
+def unwritable_reason(name: str, fmt: str) -> Optional[str]:
+    """Why a prediction file of format ``fmt`` cannot hold ``name``, or
+    None.
+
+    No format holds a lone surrogate (from a file name that is not UTF-8).
+    ``txt`` lines are ``<name> <class>`` split at white space: an empty
+    name, white space or a control character would make extra or ambiguous
+    lines (CSV and JSON quote and escape them).
+    """
+    if any(unicodedata.category(character) == 'Cs' for character in name):
+        return 'is not UTF-8 text: rename it'
+    if fmt != 'txt':
+        return None
+    if not name:
+        return f'is empty: {TXT_ADVICE}'
+    for character in name:
+        if character.isspace() or unicodedata.category(
+                character) in FORBIDDEN_CATEGORIES:
+            return f'holds {ascii(character)}: {TXT_ADVICE}'
+    return None
+
+
+def check_output_names(names: Sequence[str], classes: Sequence[str],
+                       fmt: str) -> None:
+    """Refuse image and class names a prediction file of format ``fmt``
+    cannot hold (see :func:`unwritable_reason`); tools run it before
+    predicting.
+
+    Raises:
+        ValueError: naming the first such name and why.
+    """
+    for kind, values in (('Image', names), ('Class', classes)):
+        for name in values:
+            reason = unwritable_reason(name, fmt)
+            if reason is not None:
+                raise ValueError(f'{kind} name {show_name(name)} {reason}')
+
+
 def format_predictions(names: List[str], scores: torch.Tensor,
                        classes: List[str], fmt: str, topk: int) -> str:
     """The text of a prediction file.
@@ -250,10 +309,16 @@ def format_predictions(names: List[str], scores: torch.Tensor,
         scores: (N, K) class probabilities.
         classes: the K class names.
         fmt: ``'txt'`` (``<name> <class>`` lines, the bird set's
-            ``answer.txt``), ``'csv'`` or ``'json'`` (top-k classes with
-            their scores).
+            ``answer.txt``), ``'csv'`` (RFC 4180: CRLF line ends, a name
+            with a comma, a quote or a line break quoted) or ``'json'``
+            (top-k classes with their scores).
         topk: classes per image in csv / json.
+
+    Raises:
+        ValueError: a name the format cannot hold
+            (:func:`check_output_names`).
     """
+    check_output_names(names, classes, fmt)
     if fmt == 'txt':
         labels = scores.argmax(dim=1).tolist()
         return ''.join(f'{name} {classes[label]}\n'
@@ -272,7 +337,9 @@ def format_predictions(names: List[str], scores: torch.Tensor,
         ]
         return json.dumps(records, indent=1) + '\n'
     text = io.StringIO()
-    writer = csv.writer(text, lineterminator='\n')
+    # RFC 4180's CRLF line ends: with them the csv module quotes a name
+    # holding a CR as well as one holding an LF (with '\n' it would not).
+    writer = csv.writer(text, lineterminator='\r\n')
     writer.writerow(['file'] + [
         column for rank in range(1, topk + 1)
         for column in (f'class_{rank}', f'score_{rank}')
@@ -317,7 +384,12 @@ def add_prediction_arguments(parser: argparse.ArgumentParser) -> None:
 def check_prediction_arguments(parser: argparse.ArgumentParser,
                                args: argparse.Namespace) -> None:
     """Fill ``--format`` from the extension of ``--out``; refuse a
-    non-positive ``--topk`` or ``--batch-size``."""
+    non-positive ``--topk`` or ``--batch-size``, and an ``--out`` that
+    cannot be written (:func:`check_writable`), before any work."""
+    try:
+        check_writable(args.out)
+    except ValueError as error:
+        parser.error(str(error))
     if args.format is None:
         extension = osp.splitext(args.out)[1].lower().lstrip('.')
         args.format = extension if extension in PREDICTION_FORMATS else 'txt'

@@ -1,9 +1,11 @@
 """An exported CAL classifier run by onnxruntime, without PyTorch models."""
 import json
 import os.path as osp
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from mmcal.apis.class_names import show_name, validate_class_names
 
 
 class ONNXClassifier:
@@ -42,14 +44,65 @@ class ONNXClassifier:
             raise ValueError(
                 f'{path} was not written by mmcal\'s pytorch2onnx.py (no '
                 'image_size in its metadata)')
-        self.classes = json.loads(metadata.get('classes', 'null'))
-        self.views = json.loads(metadata.get('views', 'null'))
-        self.image_size = tuple(json.loads(metadata['image_size']))
-        self.input_name = self.session.get_inputs()[0].name
+        self.input_name, self.image_size, num_classes = graph_signature(
+            self.session, path)
+        if metadata_value(metadata, 'image_size',
+                          path) != list(self.image_size):
+            raise ValueError(
+                f'{path}: metadata image_size '
+                f'{show_name(metadata["image_size"])} is not the (H, W) '
+                f'{self.image_size} of the graph\'s input')
+        self.classes = metadata_value(metadata, 'classes', path)
+        if self.classes is not None:
+            self.classes = validate_class_names(
+                self.classes, f'{path}: metadata classes')
+            if len(self.classes) != num_classes:
+                raise ValueError(
+                    f'{path}: {len(self.classes)} class names in the '
+                    f'metadata for a graph with {num_classes} outputs')
+        self.views = metadata_value(metadata, 'views', path)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """(B, 3, H, W) float32 pixels -> (B, K) class probabilities."""
         return self.session.run(None, {self.input_name: images})[0]
+
+
+def graph_signature(session, path: str) -> Tuple[str, Tuple[int, int], int]:
+    """``(input name, (H, W), K)`` of a graph from ``(batch, 3, H, W)``
+    images to ``(batch, K)`` scores, as :func:`export_onnx` writes them.
+
+    Raises:
+        ValueError: naming ``path``, for another number of inputs or
+            outputs, other ranks, or sizes that are not fixed.
+    """
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ValueError(f'{path} has {len(inputs)} inputs and '
+                         f'{len(outputs)} outputs; mmcal\'s export has one '
+                         'of each')
+    input_shape, output_shape = inputs[0].shape, outputs[0].shape
+    fixed = (len(input_shape) == 4 and len(output_shape) == 2
+             and all(isinstance(size, int) and size > 0
+                     for size in (*input_shape[1:], output_shape[1])))
+    if not fixed or input_shape[1] != 3:
+        raise ValueError(
+            f'{path} maps {ascii(input_shape)} to {ascii(output_shape)}; '
+            'mmcal\'s export maps (batch, 3, H, W) images to (batch, K) '
+            'scores of fixed H, W and K')
+    return inputs[0].name, tuple(input_shape[2:]), output_shape[1]
+
+
+def metadata_value(metadata: Dict[str, str], key: str, path: str):
+    """The JSON value of ``metadata[key]``, None if it is missing.
+
+    Raises:
+        ValueError: naming ``path`` and ``key``, when it is not JSON.
+    """
+    try:
+        return json.loads(metadata.get(key, 'null'))
+    except (ValueError, RecursionError) as error:
+        raise ValueError(f'{path}: metadata {key} is not JSON ({error}): '
+                         f'{show_name(metadata[key])}') from None
 
 
 def stack_inputs(inputs: Sequence, names: Sequence[str],

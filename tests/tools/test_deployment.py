@@ -1,8 +1,12 @@
 """tools/deployment: export a trained checkpoint, predict with onnxruntime,
 and get the files tools/predict.py writes."""
 import json
+import os
 import os.path as osp
+import re
+import shutil
 
+import onnx
 import pytest
 import torch
 from mmengine.config import Config
@@ -145,3 +149,107 @@ def test_invalid_view_setting_is_refused(tiny_run, tmp_path):
             str(tmp_path / 'm.onnx'), '--cfg-options',
             'model.test_cfg.crops=[[1.5,0.1]]'
         ])
+
+
+def with_metadata(source, path, **values):
+    """A copy of the ONNX file ``source`` with metadata values replaced
+    (None: removed)."""
+    proto = onnx.load(source)
+    metadata = {entry.key: entry.value for entry in proto.metadata_props}
+    metadata.update(values)
+    del proto.metadata_props[:]
+    for key, value in metadata.items():
+        if value is not None:
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+    onnx.save(proto, path)
+    return str(path)
+
+
+def folder_with_a_broken_image(tiny_run, folder):
+    """One good image and one that is not: a check that runs after the
+    images are read names the broken one."""
+    folder.mkdir()
+    shutil.copy(osp.join(tiny_run.data_root, 'class_0', '0.png'),
+                folder / 'a.png')
+    (folder / 'broken.png').write_bytes(b'not a png')
+    return str(folder)
+
+
+@pytest.mark.parametrize('values,message', [
+    (dict(classes=json.dumps([f'class_{i}' for i in range(200)])),
+     '200 class names in the metadata for a graph with 3 outputs'),
+    (dict(classes='["class_0", "class_1"'),
+     r"metadata classes is not JSON \(.*\): '\[\"class_0\", \"class_1\"'"),
+    (dict(classes='{"0": "class_0"}'),
+     'metadata classes is a dict, not a list of class names'),
+    (dict(classes=json.dumps(['a\tb', 'c', 'd'])),
+     r"metadata classes\[0\] 'a\\tb' holds the control character '\\t'"),
+    (dict(image_size='[24, 24]'),
+     r"metadata image_size '\[24, 24\]' is not the \(H, W\) \(32, 32\) of "
+     "the graph's input"),
+    (dict(image_size='thirty-two'), 'metadata image_size is not JSON'),
+    (dict(image_size=None), r"not written by mmcal's pytorch2onnx\.py"),
+    (dict(views='{"crops": '), 'metadata views is not JSON'),
+])
+def test_malformed_metadata_is_named_when_the_file_is_opened(
+        tiny_run, exported, tmp_path, values, message):
+    model = with_metadata(exported, tmp_path / 'forged.onnx', **values)
+    images = folder_with_a_broken_image(tiny_run, tmp_path / 'images')
+    out = tmp_path / 'p.json'
+    with pytest.raises(ValueError, match=re.escape(model) + '.*' + message):
+        onnx_predict.main([tiny_run.config, model, images, '--out',
+                           str(out)])
+    assert not out.exists()
+
+
+def test_a_graph_of_another_signature_is_refused(tiny_run, tmp_path):
+    shape = ['batch', 3, 32, 32]
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node('Identity', ['images'], ['probabilities'])],
+        'not_a_classifier',
+        [onnx.helper.make_tensor_value_info('images', onnx.TensorProto.FLOAT,
+                                            shape)],
+        [onnx.helper.make_tensor_value_info('probabilities',
+                                            onnx.TensorProto.FLOAT, shape)])
+    proto = onnx.helper.make_model(graph)
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = 'image_size', '[32, 32]'
+    model = str(tmp_path / 'identity.onnx')
+    onnx.save(proto, model)
+    with pytest.raises(ValueError, match=re.escape(
+            f"{model} maps ['batch', 3, 32, 32] to ['batch', 3, 32, 32]; "
+            "mmcal's export maps (batch, 3, H, W) images to (batch, K)")):
+        onnx_predict.main([tiny_run.config, model, tiny_run.data_root,
+                           '--out', str(tmp_path / 'p.json')])
+
+
+def test_class_names_with_spaces_are_refused_for_txt_only(
+        tiny_run, exported, tmp_path):
+    classes = ['bird 0', 'bird 1', 'bird 2']
+    model = with_metadata(exported, tmp_path / 'spaces.onnx',
+                          classes=json.dumps(classes))
+    images = folder_with_a_broken_image(tiny_run, tmp_path / 'images')
+    answer = tmp_path / 'answer.txt'
+    with pytest.raises(ValueError, match=r"^Class name 'bird 0' holds ' ': "
+                       '.*write CSV or JSON instead'):
+        onnx_predict.main([tiny_run.config, model, images, '--out',
+                           str(answer)])
+    assert not answer.exists()
+    os.remove(osp.join(images, 'broken.png'))
+    out = tmp_path / 'p.json'
+    onnx_predict.main([tiny_run.config, model, images, '--out', str(out),
+                       '--topk', '3'])
+    with open(out) as file:
+        (record, ) = json.load(file)
+    assert {p['class'] for p in record['predictions']} == set(classes)
+
+
+def test_out_that_is_a_folder_is_refused_before_any_work(
+        tiny_run, exported, tmp_path, capsys):
+    images = folder_with_a_broken_image(tiny_run, tmp_path / 'images')
+    with pytest.raises(SystemExit) as stop:
+        onnx_predict.main([tiny_run.config, exported, images, '--out',
+                           str(tmp_path)])
+    assert stop.value.code == 2
+    assert f'--out {tmp_path} is a folder' in capsys.readouterr().err

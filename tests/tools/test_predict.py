@@ -5,15 +5,20 @@ import csv
 import json
 import os
 import os.path as osp
+import re
 import signal
+import stat
+import subprocess
+import sys
 
 import pytest
 import torch
 from PIL import Image
 
-from tiny_training import LIST_ORDER, load_tool, trained_tiny_run
+from tiny_training import ROOT, LIST_ORDER, load_tool, trained_tiny_run
 
 from mmcal.apis import inference_pipeline, init_classifier
+from mmcal.runtime import load_checkpoint_file
 
 predict = load_tool('predict.py')
 
@@ -232,3 +237,187 @@ def test_symlink_loops_draw_each_real_file_once(tiny_run, tmp_path):
              '--out-dir', str(tmp_path / 'vis')])
     assert sorted(osp.basename(path) for path in written) == [
         'a.png', 'sub_b.png']
+
+
+def copy_images(folder, tiny_run, names):
+    """The tiny run's first image under each of ``names`` in ``folder``."""
+    folder.mkdir(exist_ok=True)
+    pixels = open(osp.join(tiny_run.data_root, 'class_0', '0.png'),
+                  'rb').read()
+    for name in names:
+        (folder / name).parent.mkdir(exist_ok=True)
+        (folder / name).write_bytes(pixels)
+    return folder
+
+
+# File names a folder on Linux may hold, each of which would make extra or
+# ambiguous "<name> <class>" lines (the second a line "class_0/0.png
+# class_2.png <class>" of its own).
+FORGING_NAMES = ['a b.png', 'c\nclass_0/0.png class_2.png', 'e\rf.png',
+                 'g\th.png', 'i\u2028j.png', 'k,"l".png']
+
+
+def test_names_that_would_forge_answer_lines_are_refused_for_txt(
+        tiny_run, tmp_path):
+    folder = copy_images(tmp_path / 'images', tiny_run, FORGING_NAMES)
+    # Checked before any image is read: the broken one is never reached.
+    (folder / 'broken.png').write_bytes(b'not a png')
+    answer = tmp_path / 'answer.txt'
+    with pytest.raises(ValueError, match=r"^Image name 'a b\.png' holds ' ':"
+                       r' .*txt.*write CSV or JSON instead'):
+        predict.main([tiny_run.config, tiny_run.checkpoint, str(folder),
+                      '--out', str(answer)])
+    assert not answer.exists()
+
+    # CSV and JSON quote and escape them: every name reads back whole.
+    os.remove(folder / 'broken.png')
+    out_csv, out_json = tmp_path / 'p.csv', tmp_path / 'p.json'
+    for out in (out_csv, out_json):
+        predict.main([tiny_run.config, tiny_run.checkpoint, str(folder),
+                      '--out', str(out)])
+    with open(out_csv, newline='') as file:
+        rows = list(csv.reader(file))
+    assert sorted(row[0] for row in rows[1:]) == sorted(FORGING_NAMES)
+    assert sorted(read_json(out_json)) == sorted(FORGING_NAMES)
+
+
+def checkpoint_with_meta(tiny_run, path, meta):
+    state_dict = load_checkpoint_file(tiny_run.checkpoint)['state_dict']
+    torch.save(dict(state_dict=state_dict, meta=meta), path)
+    return str(path)
+
+
+@pytest.mark.parametrize('meta,message', [
+    (dict(dataset_meta=dict(
+        classes=['class_0', 'class_1\nclass_0/0.png class_0', 'class_2'])),
+     r"meta\.dataset_meta\.classes\[1\] 'class_1\\nclass_0/0\.png class_0' "
+     r"holds the control character '\\n'"),
+    (dict(dataset_meta=dict(classes=['\x1b[2J', 'b', 'c'])),
+     r"classes\[0\] '\\x1b\[2J' holds the control character '\\x1b'"),
+    (dict(dataset_meta=dict(classes=[torch.tensor(0), 'b', 'c'])),
+     r'classes\[0\] is a Tensor, not a string'),
+    (dict(dataset_meta=dict(classes=['a' * 300, 'b', 'c'])),
+     r'classes\[0\] has 300 characters: a class name has 1 to 256'),
+    (dict(dataset_meta=dict(classes='abc')),
+     'classes is a str, not a list of class names'),
+    (dict(dataset_meta=dict(classes=['c'] * 10_001)),
+     'holds 10001 names, more than the 10000 class names allowed'),
+    (dict(dataset_meta=['classes']),
+     'meta.dataset_meta is a list, not a dict'),
+    ([('dataset_meta', 'x')], 'meta is a list, not a dict'),
+])
+def test_malformed_class_names_in_the_checkpoint_are_named(
+        tiny_run, list_file, tmp_path, meta, message):
+    checkpoint = checkpoint_with_meta(tiny_run, tmp_path / 'forged.pth',
+                                      meta)
+    # Refused when loaded, whatever the format: JSON would escape a
+    # newline, but a name is not text it carries.
+    out = tmp_path / 'p.json'
+    with pytest.raises(ValueError, match=re.escape(checkpoint) + '.*' +
+                       message):
+        predict.main([tiny_run.config, checkpoint, list_file,
+                      '--out', str(out)])
+    assert not out.exists()
+
+
+def test_class_names_with_spaces_go_to_csv_not_txt(tiny_run, list_file,
+                                                    tmp_path):
+    classes = ['bird 0', 'bird 1', 'bird 2']
+    checkpoint = checkpoint_with_meta(tiny_run, tmp_path / 'spaces.pth',
+                                      dict(dataset_meta=dict(classes=classes)))
+    answer = tmp_path / 'answer.txt'
+    with pytest.raises(ValueError, match=r"^Class name 'bird 0' holds ' ': "
+                       '.*write CSV or JSON instead'):
+        predict.main([tiny_run.config, checkpoint, list_file,
+                      '--out', str(answer)])
+    assert not answer.exists()
+    out = tmp_path / 'p.csv'
+    predict.main([tiny_run.config, checkpoint, list_file, '--out', str(out),
+                  '--topk', '3'])
+    with open(out, newline='') as file:
+        rows = list(csv.DictReader(file))
+    assert {row[f'class_{rank}'] for row in rows
+            for rank in (1, 2, 3)} == set(classes)
+
+
+def test_billion_laughs_class_names_are_refused_before_any_work(
+        tiny_run, tmp_path):
+    # Ten levels of [x] * 8: a small file that torch unpickles cheaply (11
+    # lists, references shared), but 8**10 = 2**30 leaves and over 6 GB of
+    # text once printed or joined into answer.txt.
+    laughs = 'ha'
+    for _ in range(10):
+        laughs = [laughs] * 8
+    checkpoint = checkpoint_with_meta(
+        tiny_run, tmp_path / 'laughs.pth',
+        dict(dataset_meta=dict(classes=[laughs] * 3)))
+    folder = copy_images(tmp_path / 'images', tiny_run, ['a.png'])
+    (folder / 'broken.png').write_bytes(b'not a png')
+    answer = tmp_path / 'answer.txt'
+    # The tool as a user runs it, after its imports allowed 1 GiB more
+    # address space than they took.
+    script = (
+        'import resource, runpy, sys\n'
+        'import mmpretrain.apis, mmcal.apis  # noqa\n'
+        'size = int(open("/proc/self/statm").read().split()[0])\n'
+        'limit = size * resource.getpagesize() + (1 << 30)\n'
+        'resource.setrlimit(resource.RLIMIT_AS, (limit, limit))\n'
+        'sys.argv = sys.argv[1:]\n'
+        'runpy.run_path(sys.argv[0], run_name="__main__")\n')
+    result = subprocess.run(
+        [sys.executable, '-c', script, 'tools/predict.py', tiny_run.config,
+         checkpoint, str(folder), '--out', str(answer)],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert (f'ValueError: {checkpoint}: meta.dataset_meta.classes[0] is a '
+            'list, not a string') in result.stderr
+    assert 'broken.png' not in result.stderr
+    assert not answer.exists()
+
+
+@pytest.mark.parametrize('out,message', [
+    ('{tmp}', '--out {tmp} is a folder: give a file name'),
+    ('{tmp}/results/', 'names a folder'),
+    ('{tmp}/notes.txt/answer.txt', '{tmp}/notes.txt is a file, not a folder'),
+    ('{tmp}/fifo', '--out {tmp}/fifo is not a regular file'),
+])
+def test_unwritable_out_is_refused_before_any_work(tiny_run, tmp_path,
+                                                   capsys, out, message):
+    (tmp_path / 'notes.txt').write_text('keep me\n')
+    os.mkfifo(tmp_path / 'fifo')
+    folder = copy_images(tmp_path / 'images', tiny_run, ['a.png'])
+    (folder / 'broken.png').write_bytes(b'not a png')
+    with pytest.raises(SystemExit) as stop:
+        predict.main([tiny_run.config, tiny_run.checkpoint, str(folder),
+                      '--out', out.format(tmp=tmp_path)])
+    assert stop.value.code == 2
+    assert message.format(tmp=tmp_path) in capsys.readouterr().err
+    assert (tmp_path / 'notes.txt').read_text() == 'keep me\n'
+    assert stat.S_ISFIFO(os.lstat(tmp_path / 'fifo').st_mode)
+    assert sorted(os.listdir(tmp_path)) == ['fifo', 'images', 'notes.txt']
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason='root writes anywhere')
+def test_out_in_a_read_only_folder_is_refused(tiny_run, tmp_path, capsys):
+    folder = tmp_path / 'read_only'
+    folder.mkdir()
+    folder.chmod(0o555)
+    with pytest.raises(SystemExit):
+        predict.main([tiny_run.config, tiny_run.checkpoint,
+                      tiny_run.data_root, '--out',
+                      str(folder / 'new' / 'answer.txt')])
+    assert f'folder {folder} is not writable' in capsys.readouterr().err
+
+
+def test_a_file_name_that_is_not_utf8_is_refused_before_any_work(
+        tiny_run, tmp_path):
+    folder = copy_images(tmp_path / 'images', tiny_run, ['a.png'])
+    os.rename(folder / 'a.png', os.fsencode(folder) + b'/\xff.png')
+    (folder / 'broken.png').write_bytes(b'not a png')
+    out = tmp_path / 'p.csv'
+    with pytest.raises(ValueError, match=r"^Image name '\\udcff\.png' is "
+                       'not UTF-8 text: rename it'):
+        predict.main([tiny_run.config, tiny_run.checkpoint, str(folder),
+                      '--out', str(out)])
+    assert not out.exists()

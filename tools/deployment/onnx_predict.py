@@ -5,8 +5,10 @@ lines, or top-k CSV / JSON) as ``tools/predict.py``, computed by
 onnxruntime from a file written by ``tools/deployment/pytorch2onnx.py``: no
 PyTorch model is built. The config gives the test pipeline (loading,
 resizing, cropping); the views, the normalisation and the class names are
-those stored in the ONNX file. The output file appears only once every
-image is predicted.
+those stored in the ONNX file, checked against the graph when it is opened.
+The output path and the names the format must hold are checked before the
+first image is read; the output file appears only once every image is
+predicted.
 
 Example::
 
@@ -21,9 +23,9 @@ import numpy as np
 import torch
 from mmengine.config import DictAction
 
-from mmcal.apis import (add_prediction_arguments, check_prediction_arguments,
-                        collect_images, format_predictions, image_loader,
-                        inference_pipeline)
+from mmcal.apis import (add_prediction_arguments, check_output_names,
+                        check_prediction_arguments, collect_images,
+                        format_predictions, image_loader, inference_pipeline)
 from mmcal.deployment import ONNXClassifier, stack_inputs
 from mmcal.runtime.atomic_save import write_atomically
 from mmcal.runtime.runner import load_config
@@ -53,6 +55,8 @@ def main(argv: Optional[List[str]] = None) -> str:
     classifier = ONNXClassifier(args.model, args.threads)
     if not classifier.classes:
         raise ValueError(f'{args.model} holds no class names')
+    check_output_names([name for name, _ in images], classifier.classes,
+                       args.format)
     cfg = load_config(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
