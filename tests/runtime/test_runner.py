@@ -1,6 +1,6 @@
 """The CPU distributed launch closes its gloo group at exit."""
+import json
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -45,11 +45,11 @@ def test_gloo_group_is_closed_before_interpreter_finalisation():
     assert 'open at finalisation: False' in result.stdout
 
 
-# Runs a tool as its own __main__, printing the gloo threads once the group
-# is open and when the interpreter finalises (this atexit handler is
-# registered before the tool's, so it runs after it).
+# Runs a tool as its own __main__, writing to PROBE_DIR/rank<R>.json the
+# gloo threads once the group is open and when the interpreter finalises
+# (this atexit handler is registered before the tool's, so it runs after).
 PROBE = textwrap.dedent("""
-    import atexit, os, runpy, sys
+    import atexit, json, os, runpy, sys
     import torch.distributed as dist
 
     def gloo_threads():
@@ -57,16 +57,25 @@ PROBE = textwrap.dedent("""
                  for task in os.listdir('/proc/self/task')]
         return sorted(name for name in names if 'gloo' in name)
 
+    seen = {}
+
     def init_process_group(*args, real=dist.init_process_group, **kwargs):
         real(*args, **kwargs)
-        print('gloo threads while open:', gloo_threads(), flush=True)
+        seen['while_open'] = gloo_threads()
 
-    atexit.register(lambda: print('gloo threads at finalisation:',
-                                  gloo_threads(), flush=True))
+    def report():
+        seen['at_finalisation'] = gloo_threads()
+        path = os.path.join(os.environ['PROBE_DIR'],
+                            f"rank{os.environ['RANK']}.json")
+        with open(path, 'w') as file:
+            json.dump(seen, file)
+
+    atexit.register(report)
     dist.init_process_group = init_process_group
     sys.argv = sys.argv[1:]
     runpy.run_path(sys.argv[0], run_name='__main__')
 """)
+
 # Launches repeat while within this budget, at least twice.
 LAUNCH_BUDGET_S = 20
 
@@ -88,10 +97,15 @@ def test_two_process_test_launch_stops_gloo_before_finalisation(tmp_path):
     Runner.from_cfg(cfg).train()
     probe = tmp_path / 'probe.py'
     probe.write_text(PROBE)
-    env = dict(os.environ, OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='')
+    probed = tmp_path / 'probed'
+    probed.mkdir()
+    env = dict(os.environ, OMP_NUM_THREADS='1', CUDA_VISIBLE_DEVICES='',
+               PROBE_DIR=str(probed))
     started, launch = time.monotonic(), 0
     while launch < 2 or time.monotonic() - started < LAUNCH_BUDGET_S:
         launch += 1
+        for stale in probed.iterdir():
+            stale.unlink()
         out = tmp_path / f'metrics_{launch}.json'
         result = subprocess.run(
             [sys.executable, '-m', 'torch.distributed.run',
@@ -106,7 +120,7 @@ def test_two_process_test_launch_stops_gloo_before_finalisation(tmp_path):
         assert result.returncode == 0, output[-3000:]
         assert 'terminate called' not in output
         assert 'accuracy/top1' in out.read_text()
-        open_threads = re.findall(r'gloo threads while open: (.*)', output)
-        assert len(open_threads) == 2 and '[]' not in open_threads
-        assert re.findall(r'gloo threads at finalisation: (.*)', output) \
-            == ['[]', '[]'], output[-3000:]
+        for rank in (0, 1):
+            seen = json.loads((probed / f'rank{rank}.json').read_text())
+            assert seen['while_open'], rank
+            assert seen['at_finalisation'] == [], (rank, output[-3000:])
