@@ -77,7 +77,7 @@ PROBE = textwrap.dedent("""
 """)
 
 # Launches repeat while within this budget, at least twice.
-LAUNCH_BUDGET_S = 20
+LAUNCH_BUDGET_S = 15
 
 
 def test_two_process_test_launch_stops_gloo_before_finalisation(tmp_path):
