@@ -58,7 +58,8 @@ def build_config(args):
     if args.resume == 'auto':
         # None when there is nothing to resume: training starts afresh.
         cfg.resume = True
-        cfg.load_from = find_resume_checkpoint(cfg.work_dir)
+        cfg.load_from = find_resume_checkpoint(
+            cfg.work_dir, bool(cfg.get('param_scheduler')))
     elif args.resume is not None:
         cfg.resume, cfg.load_from = True, args.resume
     if args.auto_scale_lr:

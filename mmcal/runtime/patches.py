@@ -71,6 +71,24 @@ def patch_local_backend() -> None:
                          prefixes='')
 
 
+def patch_checkpoint_rotation() -> None:
+    """Rotated-out checkpoints are deleted after the new one is saved.
+
+    mmengine's ``CheckpointHook`` deletes the oldest kept checkpoint before
+    it saves the new one: with ``max_keep_ckpts=1`` a kill or a full disk
+    during the save leaves no checkpoint to resume from.
+    """
+    from mmengine.hooks import CheckpointHook
+
+    from .checkpoint_rotation import save_checkpoint_then_rotate
+    current = CheckpointHook._save_checkpoint_with_step
+    if current is not save_checkpoint_then_rotate:
+        _expect_mmengine('CheckpointHook._save_checkpoint_with_step',
+                         current, 'mmengine.hooks.checkpoint_hook')
+        CheckpointHook._save_checkpoint_with_step = \
+            save_checkpoint_then_rotate
+
+
 def patch_empty_dataset_error() -> None:
     """An empty dataset fails with its name, not numpy's words.
 
@@ -113,4 +131,5 @@ def apply_mmengine_patches() -> None:
     silence_mmcv_lite_warning()
     patch_checkpoint_loaders()
     patch_local_backend()
+    patch_checkpoint_rotation()
     patch_empty_dataset_error()

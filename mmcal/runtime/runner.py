@@ -1,5 +1,6 @@
 """Config handling shared by mmcal's command-line tools."""
 import atexit
+import gc
 import os.path as osp
 from typing import Optional
 
@@ -92,8 +93,26 @@ def prepare_cpu_distributed(cfg: Config) -> None:
     dist.init_process_group(backend='gloo')
     # The group was opened here, so it is closed here, before the
     # interpreter tears down the modules it depends on.
-    atexit.register(dist.destroy_process_group)
+    atexit.register(close_process_group)
     wrapper = cfg.get('model_wrapper_cfg') or dict(
         type='MMDistributedDataParallel', broadcast_buffers=False)
     wrapper['device_ids'] = None
     cfg.model_wrapper_cfg = wrapper
+
+
+def close_process_group() -> None:
+    """Close the default process group and stop its gloo threads.
+
+    ``destroy_process_group`` alone leaves the group, and the gloo threads
+    it runs, alive while anything holds it: the Runner's DDP wrapper does,
+    from reference cycles that only the interpreter's finalisation frees,
+    and gloo threads running into finalisation can abort the process
+    ("terminate called without an active exception"). Collecting those
+    cycles first makes the group's last reference go with
+    ``destroy_process_group``, which joins its threads.
+    """
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        return
+    gc.collect()
+    dist.destroy_process_group()

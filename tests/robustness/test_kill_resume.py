@@ -105,8 +105,11 @@ def test_sigkilled_training_resumes_with_full_state(long_run_config, tmp_path):
     assert runner.iter == saved['meta']['iter'] + 3
 
 
+# tools/train.py, killed halfway through writing the temporary file whose
+# path contains the first argument.
 KILL_WHILE_SAVING = '''
 import os, runpy, signal, sys
+target = sys.argv[1]
 real_fdopen = os.fdopen
 
 
@@ -130,13 +133,13 @@ class KillMidWrite:
 
 def fdopen(fd, *args, **kwargs):
     file = real_fdopen(fd, *args, **kwargs)
-    if '.iter_4.pth.' in os.readlink(f'/proc/self/fd/{fd}'):
+    if target in os.readlink(f'/proc/self/fd/{fd}'):
         return KillMidWrite(file)
     return file
 
 
 os.fdopen = fdopen
-sys.argv = ['tools/train.py', *sys.argv[1:]]
+sys.argv = ['tools/train.py', *sys.argv[2:]]
 runpy.run_path('tools/train.py', run_name='__main__')
 '''
 
@@ -144,8 +147,9 @@ runpy.run_path('tools/train.py', run_name='__main__')
 def test_kill_while_saving_keeps_previous_checkpoint(long_run_config,
                                                      tmp_path):
     work = str(tmp_path / 'work')
-    process = start_python('-c', KILL_WHILE_SAVING, long_run_config,
-                           '--work-dir', work, '--no-validate')
+    process = start_python('-c', KILL_WHILE_SAVING, '/.iter_4.pth.',
+                           long_run_config, '--work-dir', work,
+                           '--no-validate')
     output = process.communicate(timeout=120)[0]
     assert process.returncode == -signal.SIGKILL, output[-3000:]
     # Killed halfway through writing iteration 4's temporary file.
@@ -156,3 +160,35 @@ def test_kill_while_saving_keeps_previous_checkpoint(long_run_config,
     previous = load_checkpoint_file(osp.join(work, 'iter_2.pth'))
     assert previous['meta']['iter'] == 2
     assert 'head.feature_centers' in previous['state_dict']
+
+
+def test_kill_while_saving_keeps_the_checkpoint_it_rotates_out(tmp_path):
+    # mmengine deletes epoch_1.pth (the one checkpoint kept) before it
+    # writes epoch_2.pth: a kill during that write left none.
+    data = write_image_folder(str(tmp_path / 'data'))
+    work = str(tmp_path / 'work')
+    cfg = tiny_runner_cfg(data, work, max_epochs=3)
+    cfg['default_hooks']['checkpoint'].update(max_keep_ckpts=1)
+    config = str(tmp_path / 'tiny_cal.py')
+    Config(cfg).dump(config)
+    process = start_python('-c', KILL_WHILE_SAVING, '/.epoch_2.pth.',
+                           config, '--work-dir', work, '--no-validate')
+    output = process.communicate(timeout=120)[0]
+    assert process.returncode == -signal.SIGKILL, output[-3000:]
+    assert not osp.exists(osp.join(work, 'epoch_2.pth'))
+    previous = osp.join(work, 'epoch_1.pth')
+    assert last_checkpoint(work) == previous
+    assert load_checkpoint_file(previous)['meta']['epoch'] == 1
+
+    resume = start_python('tools/train.py', config, '--work-dir', work,
+                          '--resume', '--no-validate', '--cfg-options',
+                          'log_level=INFO')
+    output = resume.communicate(timeout=120)[0]
+    assert resume.returncode == 0, output[-3000:]
+    assert 'resumed epoch: 1, iter: 3' in output
+    # Rotation goes on after the resume: only the newest is kept.
+    assert glob.glob(osp.join(work, '*.pth')) == [
+        osp.join(work, 'epoch_3.pth')
+    ]
+    assert load_checkpoint_file(osp.join(work, 'epoch_3.pth'))['meta'][
+        'iter'] == 9
