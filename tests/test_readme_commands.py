@@ -34,7 +34,6 @@ from mmcal_test_utils import ROOT, StopAfterFirstEpoch
 from configs.test_entry_points import as_own_process, run_tool, shrink
 
 from mmcal.datasets import write_bird_set, write_synthetic_birds
-from mmcal.runtime import load_checkpoint_file
 from mmcal.runtime.runner import load_config
 
 README = osp.join(ROOT, 'README.md')
@@ -249,8 +248,10 @@ def run_in_process(words):
 
 
 def epochs_in(work_dir):
+    """{epoch: modification time} of the epoch_N.pth in ``work_dir``."""
     return {
-        load_checkpoint_file(path)['meta']['epoch']: os.stat(path).st_mtime
+        int(re.search(r'epoch_(\d+)\.pth$', path).group(1)):
+        os.stat(path).st_mtime
         for path in glob.glob(osp.join(work_dir, 'epoch_*.pth'))
     }
 
