@@ -47,8 +47,14 @@ class Command:
     kind: str  # 'bash' or 'python'
     text: str
 
+    @property
+    def head(self) -> str:
+        """What rules match: the first line that is not a comment."""
+        return next(line for line in self.text.splitlines()
+                    if line.strip() and not line.startswith('#'))
+
     def __str__(self):
-        return f'README.md:{self.line}: {self.text.splitlines()[0]}'
+        return f'README.md:{self.line}: {self.head}'
 
 
 def readme_commands(path: str = README) -> List[Command]:
@@ -528,7 +534,7 @@ RULES = [
 
 def rule_of(command: Command) -> Optional[Rule]:
     for rule in RULES:
-        if re.match(rule.pattern, command.text):
+        if re.match(rule.pattern, command.head):
             return rule
     return None
 
