@@ -34,6 +34,7 @@ from mmcal_test_utils import ROOT, StopAfterFirstEpoch
 from configs.test_entry_points import as_own_process, run_tool, shrink
 
 from mmcal.datasets import write_bird_set, write_synthetic_birds
+from mmcal.runtime import load_checkpoint_file
 from mmcal.runtime.runner import load_config
 
 README = osp.join(ROOT, 'README.md')
@@ -269,6 +270,7 @@ def run_train(command, layout):
     config = words[2]
     work_dir = layout.path('work_dirs', osp.splitext(osp.basename(config))[0])
     before = epochs_in(work_dir) if osp.isdir(work_dir) else {}
+    resumed = resumed_epoch(words, work_dir)
     build = Runner.from_cfg
 
     def one_epoch(cfg):
@@ -287,9 +289,21 @@ def run_train(command, layout):
     new = {epoch for epoch, mtime in after.items()
            if before.get(epoch) != mtime}
     assert new, f'{command}: no checkpoint written in {work_dir}'
-    if '--resume' in words:
-        # Resumed: the epoch after the one resumed from, not epoch 1.
-        assert min(new) > 1, (command, sorted(new))
+    if resumed is not None:
+        # The epoch after the one of the checkpoint resumed from.
+        assert new == {resumed + 1}, (command, sorted(new))
+
+
+def resumed_epoch(words, work_dir) -> Optional[int]:
+    """The epoch of the checkpoint ``--resume`` names, or without a value
+    of the work dir's latest; None without ``--resume``."""
+    if '--resume' not in words:
+        return None
+    named = words[words.index('--resume') + 1:][:1]
+    if not named or named[0].startswith('--'):
+        with open(osp.join(work_dir, 'last_checkpoint')) as file:
+            named = [file.read().strip()]
+    return load_checkpoint_file(named[0])['meta']['epoch']
 
 
 def check_first_run(layout):
@@ -365,14 +379,14 @@ def run_mmpretrain_tool(command, layout):
     import mmcal  # noqa: F401
     words = layout.words(command)
     assert words[0] == 'python' and osp.isfile(words[1]), words
-    saved = sys.argv
-    sys.argv = words[1:]
-    os.environ['MPLBACKEND'] = 'Agg'
+    patch = pytest.MonkeyPatch()
+    patch.setattr(sys, 'argv', words[1:])
+    patch.setenv('MPLBACKEND', 'Agg')
     try:
         with as_own_process():
             runpy.run_path(words[1], run_name='__main__')
     finally:
-        sys.argv = saved
+        patch.undo()
     for option in ('--show-path', '--save-path', '--out'):
         if option in words:
             assert osp.getsize(words[words.index(option) + 1]) > 0, command
@@ -404,7 +418,11 @@ def run_distributed_on_two_cpus(command, layout):
     result = subprocess.run(
         words, capture_output=True, text=True, cwd=layout.root,
         timeout=300, env=shell_env(PORT=str(free_port())))
-    assert result.returncode == 0, result.stderr[-3000:]
+    # The ranks' own errors come before torchrun's summary.
+    errors = [line for line in result.stderr.splitlines()
+              if re.search(r'Error|terminate|Abort', line)]
+    assert result.returncode == 0, '\n'.join(
+        errors[:20] + [result.stderr[-3000:]])
     if 'dist_train.sh' in words[1]:
         assert osp.isfile(layout.path('work_dirs', 'cal_r101_cub_448',
                                       'epoch_1.pth'))
