@@ -28,6 +28,13 @@ setup(
     license='Apache-2.0',
     python_requires='>=3.8',
     packages=find_packages(include=['mmcal', 'mmcal.*']),
+    # configs/ and tools/ ship inside the package as mmpretrain's do, so
+    # that ``_base_ = 'mmcal::...'`` and the tools work from any install:
+    # mmcal/.mim/ links to them in the source tree, and the wheel holds
+    # copies.
+    package_data=dict(mmcal=[
+        '.mim/configs/**/*.py', '.mim/tools/**/*.py', '.mim/tools/*.sh'
+    ]),
     # mmcv is not required here: users with full mmcv keep it, others
     # install the [lite] extra.
     install_requires=read_requirements('runtime.txt'),

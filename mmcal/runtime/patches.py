@@ -7,6 +7,7 @@ there first), it warns naming the attribute and what it found, and is
 applied all the same, since the safety it brings must not depend on that.
 Applying twice changes nothing.
 """
+import os.path as osp
 import warnings
 
 import mmengine
@@ -114,6 +115,43 @@ def patch_empty_dataset_error() -> None:
     BaseDataset._serialize_data = _serialize_nonempty_data
 
 
+# Where mmcal's configs are installed, as mmpretrain's are: the wheel copies
+# configs/ there, and a source checkout links it.
+PACKAGE_CONFIGS = osp.join(
+    osp.dirname(osp.dirname(osp.abspath(__file__))), '.mim', 'configs')
+
+
+def patch_package_configs() -> None:
+    """``_base_ = 'mmcal::cal_r152_birds.py'`` reads mmcal's shipped config.
+
+    mmengine 0.10 resolves ``pkg::path`` only for the OpenMMLab packages of
+    a fixed table, only for paths with a folder, and from pkg_resources'
+    install location, which is not the package's folder in an editable
+    install. The base is read as a local one (no ``_scope_``): mmcal's
+    configs already say ``default_scope = 'mmpretrain'``.
+    """
+    from mmengine.config import Config
+    get_cfg_path = Config._get_cfg_path
+    if getattr(get_cfg_path, 'mmcal_patch', False):
+        return
+    _expect_mmengine('Config._get_cfg_path', get_cfg_path,
+                     'mmengine.config.config')
+
+    def _get_cfg_path(cfg_path, filename):
+        package, scope_sign, name = cfg_path.partition('::')
+        if package != 'mmcal' or not scope_sign:
+            return get_cfg_path(cfg_path, filename)
+        path = osp.join(PACKAGE_CONFIGS, name)
+        if not osp.isfile(path):
+            raise FileNotFoundError(
+                f'{cfg_path!r} (in {filename}) names no config of mmcal: '
+                f'{path} does not exist')
+        return path, None
+
+    _get_cfg_path.mmcal_patch = True
+    Config._get_cfg_path = staticmethod(_get_cfg_path)
+
+
 def silence_mmcv_lite_warning() -> None:
     """mmcv-lite lacks the compiled ops; mmpretrain's models never use the
     one its import warns about."""
@@ -133,3 +171,4 @@ def apply_mmengine_patches() -> None:
     patch_local_backend()
     patch_checkpoint_rotation()
     patch_empty_dataset_error()
+    patch_package_configs()

@@ -7,8 +7,6 @@ import math
 from typing import Optional, Tuple
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 # The figure is a grid of square cells: the top four panels take 2 x 2
 # cells each, the attention maps one cell each.
@@ -55,6 +53,11 @@ def draw_attention_figure(image: np.ndarray,
         (height, width, 3) uint8 RGB array, the shape given by
         :func:`attention_figure_shape`.
     """
+    # Imported here, not at the top: ``import mmcal`` (every config and
+    # tool) would pay matplotlib's import for a run that never draws.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     attention_maps = np.asarray(attention_maps, dtype=np.float32)
     if attention_maps.ndim != 3:
         raise ValueError('attention_maps must have shape (M, h, w), got '

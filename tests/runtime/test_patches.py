@@ -1,9 +1,11 @@
 """mmcal.runtime.patches: what import mmcal changes in mmengine."""
+import os.path as osp
 import warnings
 from collections import OrderedDict
 
 import mmengine
 import pytest
+from mmengine.config import Config
 from mmengine.dataset import BaseDataset
 from mmengine.fileio import LocalBackend
 from mmengine.fileio.backends import registry_utils
@@ -24,6 +26,8 @@ def isolated(monkeypatch):
                         dict(registry_utils.prefix_to_backends))
     monkeypatch.setattr(BaseDataset, '_serialize_data',
                         BaseDataset._serialize_data)
+    monkeypatch.setattr(Config, '_get_cfg_path',
+                        Config.__dict__['_get_cfg_path'])
     return monkeypatch
 
 
@@ -34,6 +38,7 @@ def test_import_applied_every_patch():
     assert registry_utils.backends['local'] is AtomicLocalBackend
     assert registry_utils.prefix_to_backends[''] is AtomicLocalBackend
     assert BaseDataset._serialize_data.mmcal_patch
+    assert Config._get_cfg_path.mmcal_patch
 
 
 def test_applying_again_changes_nothing_and_warns_nothing(isolated):
@@ -95,6 +100,27 @@ def test_unexpected_dataset_serialization_is_named_and_wrapped(isolated):
     full = Full()
     assert BaseDataset._serialize_data(full) == 'packed'
     assert calls == [full]
+
+
+def test_unexpected_config_path_resolver_is_named_and_wrapped(isolated):
+    seen = []
+
+    def other_get_cfg_path(cfg_path, filename):
+        seen.append(cfg_path)
+        return cfg_path, None
+
+    Config._get_cfg_path = staticmethod(other_get_cfg_path)
+    with pytest.warns(patches.PatchWarning, match='other_get_cfg_path'):
+        patches.patch_package_configs()
+    # mmcal's own configs, read as local bases; other packages' as before.
+    assert Config._get_cfg_path('mmcal::cal_r152_birds.py', 'mine.py') == (
+        osp.join(patches.PACKAGE_CONFIGS, 'cal_r152_birds.py'), None)
+    assert Config._get_cfg_path('mmpretrain::a/b.py', 'mine.py') == (
+        'mmpretrain::a/b.py', None)
+    assert seen == ['mmpretrain::a/b.py']
+    with pytest.raises(FileNotFoundError, match="'mmcal::nope.py' \\(in "
+                       'mine.py\\) names no config of mmcal'):
+        Config._get_cfg_path('mmcal::nope.py', 'mine.py')
 
 
 def test_other_mmengine_version_is_warned(isolated):
