@@ -7,7 +7,8 @@ model = dict(
     type='CALClassifier',
     neck=dict(
         _delete_=True, type='BAPNeck', in_channels=1536, num_attentions=32),
-    head=dict(_delete_=True, type='CALHead', num_classes=200))
+    head=dict(_delete_=True, type='CALHead', num_classes=200),
+    train_cfg=None)  # no Mixup/CutMix: CAL's losses read hard labels
 data_preprocessor = dict(type='AttentionCropDrop')
 # mmcal's CUB reader: mmpretrain's CUB with its annotation files checked.
 train_dataloader = dict(dataset=dict(type='CheckedCUB'))

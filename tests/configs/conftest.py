@@ -1,9 +1,11 @@
 """Config discovery, generated data sets and the overrides that point a
 config at them and shrink it for the CPU."""
 import glob
+import os
 import os.path as osp
 
 import pytest
+from mmcal_test_utils import write_image_folder
 
 from mmcal.datasets import write_bird_set, write_synthetic_birds
 from mmcal.datasets.synthetic import class_names
@@ -14,6 +16,7 @@ CONFIG_ROOT = osp.join(REPO_ROOT, 'configs')
 # Dataset types of the configs and the generated layout each one reads.
 CUB_LAYOUT_TYPES = ('CheckedCUB', 'CUBFolder')
 BIRD_SET_TYPES = ('BirdSet', )
+IMAGENET_TYPES = ('ImageNet', )
 GENERATED_CLASSES = 2
 
 
@@ -39,7 +42,29 @@ def data_roots(tmp_path_factory):
     # BirdSet keeps 3 images per class for validation: 2 left to train.
     write_bird_set(birds_root, num_classes=GENERATED_CLASSES, per_class=5,
                    num_test=2, size=64)
-    return dict(cub=cub_root, birds=birds_root)
+    imagenet_root = str(root / 'imagenet')
+    write_imagenet_layout(imagenet_root, per_class=2, size=64)
+    return dict(cub=cub_root, birds=birds_root, imagenet=imagenet_root)
+
+
+def write_imagenet_layout(root, per_class, size):
+    """mmpretrain's ImageNet layout with annotation lists: ``train/`` and
+    ``val/`` of GENERATED_CLASSES class folders and ``meta/train.txt``,
+    ``meta/val.txt`` of "path label" lines (the ImageNet dataset reads
+    class folders only if there are 1000 of them)."""
+    os.makedirs(osp.join(root, 'meta'))
+    for split in ('train', 'val'):
+        images = write_image_folder(
+            osp.join(root, split), num_classes=GENERATED_CLASSES,
+            per_class=per_class, size=size)
+        folders = sorted(os.listdir(images))
+        lines = [
+            f'{folder}/{name} {label}'
+            for label, folder in enumerate(folders)
+            for name in sorted(os.listdir(osp.join(images, folder)))
+        ]
+        with open(osp.join(root, 'meta', f'{split}.txt'), 'w') as file:
+            file.write('\n'.join(lines) + '\n')
 
 
 def data_root_for(dataset_type, data_roots):
@@ -47,6 +72,8 @@ def data_root_for(dataset_type, data_roots):
         return data_roots['cub']
     if dataset_type in BIRD_SET_TYPES:
         return data_roots['birds']
+    if dataset_type in IMAGENET_TYPES:
+        return data_roots['imagenet']
     raise AssertionError(
         f'No generated data for dataset type {dataset_type!r}: add its '
         'layout to tests/configs/conftest.py')
@@ -72,8 +99,11 @@ def dataloader_overrides(cfg, data_roots, size=64, batch_size=2,
                 GENERATED_CLASSES)
         for index, transform in enumerate(dataset.pipeline):
             if 'scale' in transform:
-                options[f'{prefix}pipeline.{index}.scale'] = (size + 8,
-                                                              size + 8)
+                # An int where the base has one: ResizeEdge takes no pair.
+                scale = size + 8
+                options[f'{prefix}pipeline.{index}.scale'] = (
+                    scale if isinstance(transform.scale, int) else
+                    (scale, scale))
             if 'crop_size' in transform:
                 options[f'{prefix}pipeline.{index}.crop_size'] = size
         options[f'{loader}.batch_size'] = batch_size

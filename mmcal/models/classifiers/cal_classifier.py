@@ -12,6 +12,8 @@ from ..utils.memory_format import keep_contiguous_format
 
 # The reference's validation: raw image plus one crop of the mean map.
 DEFAULT_VIEWS = dict(crops=[(0.1, 0.05)], flip=False)
+# ViT-like backbones' out_type values that return a vector per image.
+POOLED_OUT_TYPES = ('cls_token', 'avg_featmap')
 
 
 def parse_views(views: Optional[dict], name: str = 'test_cfg') -> dict:
@@ -52,6 +54,49 @@ def head_with_pooled_channels(head: dict, neck: dict) -> dict:
             f'model.neck.in_channels = {pooled}. Leave head.in_channels out: '
             'CALClassifier derives it from the neck.')
     return {**head, 'in_channels': pooled}
+
+
+def without_stray_delete(part: Optional[dict]) -> Optional[dict]:
+    """A model part's config without a ``_delete_`` key.
+
+    mmengine only consumes ``_delete_`` where the base config has the key:
+    ``neck=dict(_delete_=True, ...)`` over a base without a neck (ConvNeXt,
+    EdgeNeXt, ...) arrives with it. There was nothing to delete, so the
+    part is meant as written.
+    """
+    if not isinstance(part, dict):
+        return part
+    return {key: value for key, value in part.items() if key != '_delete_'}
+
+
+def refuse_batch_augments(train_cfg: Optional[dict]) -> None:
+    """Raise if ``model.train_cfg`` asks for Mixup, CutMix, ...
+
+    mmpretrain's ImageNet configs set them; the error says the line that
+    removes them whatever the base.
+    """
+    if isinstance(train_cfg, dict) and train_cfg.get('augments'):
+        raise ValueError(
+            'CAL does not support batch augments (Mixup, CutMix, ...): '
+            f'model.train_cfg={train_cfg!r}. They write soft labels to '
+            'gt_score, but CALHead reads the hard gt_label. Set '
+            'train_cfg=None in the config\'s model=dict(...) (or '
+            '--cfg-options model.train_cfg=None).')
+
+
+def feature_map_option(backbone) -> Optional[str]:
+    """The backbone option that makes ``backbone`` return its (B, C, H, W)
+    feature map, when it is set to pool instead; None otherwise.
+
+    ConvNeXt, EdgeNeXt, HorNet and TinyViT pool before their last norm by
+    default; ViT-like backbones (ViT, DeiT, XCiT, ...) return the class
+    token or the mean token.
+    """
+    if getattr(backbone, 'gap_before_final_norm', False):
+        return 'gap_before_final_norm=False'
+    if getattr(backbone, 'out_type', None) in POOLED_OUT_TYPES:
+        return "out_type='featmap'"
+    return None
 
 
 def _listed(keys, limit: int = 10) -> str:
@@ -104,12 +149,20 @@ class CALClassifier(ImageClassifier):
         data_preprocessor = data_preprocessor or {}
         if isinstance(data_preprocessor, dict):
             data_preprocessor.setdefault('type', 'AttentionCropDrop')
+        refuse_batch_augments(kwargs.get('train_cfg'))
+        neck, head = without_stray_delete(neck), without_stray_delete(head)
         super().__init__(
             backbone=backbone,
             neck=neck,
             head=head_with_pooled_channels(head, neck),
             data_preprocessor=data_preprocessor,
             **kwargs)
+        option = feature_map_option(self.backbone)
+        if option:
+            raise ValueError(
+                f'model.backbone ({type(self.backbone).__name__}) pools its '
+                'output, and BAPNeck needs its (B, C, H, W) feature map: '
+                f'set model.backbone.{option}')
         if not isinstance(self.data_preprocessor, AttentionCropDrop):
             raise TypeError(
                 'CALClassifier needs an AttentionCropDrop data preprocessor, '

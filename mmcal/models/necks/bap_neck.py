@@ -82,8 +82,9 @@ class BAPNeck(BaseModule):
         if features.dim() != 4:
             raise ValueError(
                 'BAPNeck needs a (B, C, H, W) feature map from the backbone, '
-                f'got shape {tuple(features.shape)}; for a ViT set '
-                "out_type='featmap'")
+                f'got shape {tuple(features.shape)}: set the backbone to '
+                "keep it (ViT, DeiT: out_type='featmap'; ConvNeXt: "
+                'gap_before_final_norm=False)')
         attention_maps = self.attention_maps(features)
         part_features = bilinear_attention_pool(features, attention_maps)
         counterfactual_features = bilinear_attention_pool(
