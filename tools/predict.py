@@ -25,7 +25,7 @@ from mmcal.apis import (add_prediction_arguments, check_class_names,
                         init_classifier)
 from mmcal.datasets.annotation_file import read_names
 from mmcal.models import CALClassifier
-from mmcal.runtime import add_unsafe_load_argument
+from mmcal.runtime import add_unsafe_load_argument, unsafe_load_scope
 from mmcal.runtime.atomic_save import write_atomically
 
 
@@ -98,6 +98,7 @@ def predict_scores(model, loader, views: dict, progress: bool = True):
     return torch.cat(scores).float()
 
 
+@unsafe_load_scope()
 def main(argv: Optional[List[str]] = None) -> str:
     args = parse_args(argv)
     images = collect_images(args.input, args.img_root)

@@ -23,6 +23,7 @@ from mmengine.runner import load_checkpoint
 from torch.utils.data import DataLoader, Dataset
 
 from mmcal.datasets.annotation_file import read_names
+from mmcal.runtime.checkpoint_loading import check_checkpoint_path
 from mmcal.runtime.runner import load_config
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',
@@ -53,8 +54,7 @@ def init_classifier(config: Union[str, Config],
            if isinstance(config, str) else copy.deepcopy(config))
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
-    if not osp.isfile(checkpoint):
-        raise FileNotFoundError(f'Checkpoint file not found: {checkpoint}')
+    check_checkpoint_path(checkpoint)
     model = get_model(cfg, pretrained=False)
     loaded = load_checkpoint(
         model,

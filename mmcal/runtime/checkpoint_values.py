@@ -44,6 +44,13 @@ def _path(keys: tuple) -> str:
     return ''.join(f'[{key!r}]' for key in keys) or 'the checkpoint'
 
 
+def _type_names(types) -> str:
+    types = types if isinstance(types, tuple) else (types, )
+    return ' or '.join(
+        f'{"an" if kind.__name__[0] in "aeiou" else "a"} {kind.__name__}'
+        for kind in types)
+
+
 def _entry(checkpoint, keys: tuple):
     for key in keys:
         if not isinstance(checkpoint, dict) or key not in checkpoint:
@@ -67,7 +74,7 @@ def check_entry_types(checkpoint) -> None:
                                                isinstance(value, bool)):
             raise CheckpointRefused(
                 f'{_path(keys)} is a {type(value).__name__}, not '
-                f'{getattr(expected, "__name__", "a list or dict")}')
+                f'{_type_names(expected)}')
         if expected is int and value < 0:
             raise CheckpointRefused(f'{_path(keys)} is negative ({value})')
     for keys in NAMED_KEYS:

@@ -69,12 +69,28 @@ class _Graph:
         self.children: List = []
         self.weights: List[int] = []
         self.values: List = []
+        # Depth when built, raised as items are added: a lower bound (an
+        # item added to a container inside others does not raise theirs),
+        # which refuses deep pickles as soon as they pass the limit.
+        self.depths: List[int] = []
 
     def add(self, children=_LEAF, weight=1, value=None):
         self.children.append(children)
         self.weights.append(weight)
         self.values.append(value)
-        return len(self.children) - 1
+        self.depths.append(0)
+        node = len(self.children) - 1
+        self.hold(node, children or ())
+        return node
+
+    def hold(self, node, items) -> None:
+        """Record that ``node`` holds ``items`` (already in its children)."""
+        if items:
+            depth = 1 + max(self.depths[item] for item in items)
+            if depth > self.depths[node]:
+                self.depths[node] = depth
+                if depth > MAX_NESTING:
+                    raise CheckpointRefused(_too_deep())
 
     def literal(self, node, depth=0):
         """The value of a literal, or lists and tuples of literals; else
@@ -113,6 +129,12 @@ class _Graph:
                              if child not in depth)
         return (max((depth[root] for root in roots), default=0),
                 max((size[root] for root in roots), default=0))
+
+
+def _too_deep() -> str:
+    return (f'its containers nest more than {MAX_NESTING} levels deep, the '
+            'most a checkpoint may have (torch would overflow the stack '
+            'rebuilding them)')
 
 
 def _storage_ref(graph: _Graph, pid: int, index: int) -> StorageRef:
@@ -157,13 +179,14 @@ def _run(opcodes, graph: _Graph, storages: List[StorageRef]) -> tuple:
         del stack[marks.pop():]
         return items
 
-    def holder():
+    def hold(items):
         if not stack:
             raise _Unrunnable
         node = stack[-1]
         if graph.children[node] is _LEAF:
             graph.children[node] = []
-        return graph.children[node]
+        graph.children[node].extend(items)
+        graph.hold(node, items)
 
     try:
         for opcode, arg, _ in opcodes:
@@ -195,11 +218,9 @@ def _run(opcodes, graph: _Graph, storages: List[StorageRef]) -> tuple:
                 stack.append(graph.add(children=pop(int(name[-1])),
                                        value=tuple))
             elif name in ('APPEND', 'SETITEM', 'BUILD'):
-                items = pop(1 if name != 'SETITEM' else 2)
-                holder().extend(items)
+                hold(pop(1 if name != 'SETITEM' else 2))
             elif name in ('APPENDS', 'SETITEMS'):
-                items = pop_mark()
-                holder().extend(items)
+                hold(pop_mark())
             elif name in ('REDUCE', 'NEWOBJ'):
                 # What a call returns may hold its arguments.
                 stack.append(graph.add(children=pop(2)))
@@ -246,11 +267,8 @@ def scan_pickle(file: BinaryIO, file_size: int) -> PickleScan:
     result, built = _run(pickletools.genops(file), graph, storages)
     depth, size = graph.measure(built)
     if depth > MAX_NESTING:
-        raise CheckpointRefused(
-            'its containers hold themselves' if depth == float('inf') else
-            f'its containers nest {depth} levels deep, more than the '
-            f'{MAX_NESTING} a checkpoint may have (torch would overflow '
-            'the stack rebuilding them)')
+        raise CheckpointRefused('its containers hold themselves' if depth ==
+                                float('inf') else _too_deep())
     if size > expanded_size_limit(file_size):
         raise CheckpointRefused(
             expansion_refusal('its pickled objects, counting repeated '
