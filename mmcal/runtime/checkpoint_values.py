@@ -112,7 +112,8 @@ def history_buffer_reason(buffer: HistoryBuffer) -> str:
 
 
 def _walk(value, keys: tuple = ()) -> Iterator[Tuple[tuple, object]]:
-    """(keys, value) of every object the checkpoint holds, once each."""
+    """(keys, value) of every object the checkpoint holds, once each, depth
+    first."""
     seen, pending = set(), [(keys, value)]
     while pending:
         keys, value = pending.pop()
@@ -129,7 +130,9 @@ def _walk(value, keys: tuple = ()) -> Iterator[Tuple[tuple, object]]:
             items = [((name, ), item) for name, item in vars(value).items()]
         else:
             continue
-        pending.extend((keys + key, item) for key, item in items)
+        # Reversed, so that entries come out in order: the first at fault
+        # is the one named.
+        pending.extend((keys + key, item) for key, item in reversed(items))
 
 
 def check_values(checkpoint, file_size: int) -> None:
