@@ -64,7 +64,7 @@ def check_entry_types(checkpoint) -> None:
     types; raises :class:`CheckpointRefused` naming the entry."""
     if not isinstance(checkpoint, dict):
         raise CheckpointRefused(
-            f'it holds a {type(checkpoint).__name__}, not a dict of named '
+            f'it holds {_type_names(type(checkpoint))}, not a dict of named '
             'entries')
     for keys, expected in ENTRY_TYPES.items():
         value = _entry(checkpoint, keys)
@@ -73,7 +73,7 @@ def check_entry_types(checkpoint) -> None:
         if not isinstance(value, expected) or (expected is int and
                                                isinstance(value, bool)):
             raise CheckpointRefused(
-                f'{_path(keys)} is a {type(value).__name__}, not '
+                f'{_path(keys)} is {_type_names(type(value))}, not '
                 f'{_type_names(expected)}')
         if expected is int and value < 0:
             raise CheckpointRefused(f'{_path(keys)} is negative ({value})')
