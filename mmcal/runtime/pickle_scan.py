@@ -10,7 +10,8 @@ gives the graph of containers the pickle would build, and from it:
 - the nesting depth (a container holding itself counts as unbounded);
 - the expanded size: the bytes of text and one byte per object, counting
   every memo reference as a copy, which is what a walk over the result
-  (printing, copying, writing class names) would visit;
+  (printing, copying, writing class names) would visit, plus what the
+  calls torch allows allocate by size (``bytearray(n)``);
 - the storages the pickle refers to, with their sizes.
 
 Only the opcodes torch's weights-only unpickler runs are followed. At any
@@ -18,11 +19,13 @@ other opcode, or one it cannot run (an empty stack, an unknown memo
 index), the scan stops: torch fails at the same place, having built only
 what the scan has measured.
 """
+import math
 import pickletools
 from dataclasses import dataclass
 from typing import BinaryIO, List
 
 import torch
+from torch._utils import IMPORT_MAPPING, NAME_MAPPING
 
 from .checkpoint_limits import (MAX_NESTING, CheckpointRefused,
                                 expansion_refusal, expanded_size_limit)
@@ -53,6 +56,13 @@ STORAGE_ITEMSIZES = {
     f'torch.{name}': dtype.itemsize
     for dtype, name in torch.storage._dtype_to_storage_type_map().items()
 } | {'torch.UntypedStorage': 1}
+# Callables torch's unpickler allows that allocate memory sized by their int
+# arguments, and the most bytes per unit: bytearray(n) fills n bytes,
+# torch.Tensor(n, m) and the legacy tensor classes hold n * m elements.
+ALLOCATING_CALLS = {'builtins.bytearray': 1, 'torch.Tensor': 8} | {
+    f'{cls.__module__}.{cls.__name__}': 8
+    for cls in torch._tensor_classes
+}
 
 
 class _Unrunnable(Exception):
@@ -131,6 +141,31 @@ class _Graph:
                 max((size[root] for root in roots), default=0))
 
 
+def _global(arg: str) -> Global:
+    """The global named by GLOBAL's ``module name``, as torch maps the
+    Python 2 names that protocol 2 pickles use (``__builtin__``)."""
+    module, _, name = arg.partition(' ')
+    if (module, name) in NAME_MAPPING:
+        module, name = NAME_MAPPING[(module, name)]
+    return Global(f'{IMPORT_MAPPING.get(module, module)}.{name}')
+
+
+def _allocated_bytes(graph: _Graph, func: int, args: int) -> int:
+    """What calling ``func`` with ``args`` allocates, at most (1 for a call
+    that allocates nothing or only in proportion to objects built)."""
+    path = getattr(graph.values[func], 'path', None)
+    if path not in ALLOCATING_CALLS:
+        return 1
+    try:
+        sizes = graph.literal(args)
+    except _Unrunnable:
+        return 1
+    if not (sizes and all(type(size) is int for size in sizes)):
+        return 1
+    return 1 + ALLOCATING_CALLS[path] * math.prod(
+        max(size, 0) for size in sizes)
+
+
 def _too_deep() -> str:
     return (f'its containers nest more than {MAX_NESTING} levels deep, the '
             'most a checkpoint may have (torch would overflow the stack '
@@ -203,7 +238,7 @@ def _run(opcodes, graph: _Graph, storages: List[StorageRef]) -> tuple:
                 stack.append(graph.add(value=arg if arg is not None else {
                     'NEWTRUE': True, 'NEWFALSE': False}.get(name)))
             elif name == 'GLOBAL':
-                stack.append(graph.add(value=Global(arg.replace(' ', '.'))))
+                stack.append(graph.add(value=_global(arg)))
             elif name == 'EMPTY_LIST':
                 stack.append(graph.add(children=[], value=list))
             elif name in ('EMPTY_DICT', 'EMPTY_SET'):
@@ -223,7 +258,9 @@ def _run(opcodes, graph: _Graph, storages: List[StorageRef]) -> tuple:
                 hold(pop_mark())
             elif name in ('REDUCE', 'NEWOBJ'):
                 # What a call returns may hold its arguments.
-                stack.append(graph.add(children=pop(2)))
+                call = pop(2)
+                stack.append(graph.add(children=call,
+                                       weight=_allocated_bytes(graph, *call)))
             elif name == 'BINPERSID':
                 pid, = pop()
                 storages.append(_storage_ref(graph, pid, len(storages)))

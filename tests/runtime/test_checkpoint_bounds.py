@@ -76,6 +76,14 @@ ATTACKS = {
         zipped(billion_laughs(9, 10)),
         'its pickled objects, counting repeated references as copies, '
         f'unpack to 4456790159 bytes, more than {MB} for a file of'),
+    # Calls torch's unpickler allows: bytearray(2^30) fills 1 GiB, the
+    # legacy torch.FloatTensor(2^30) asks for 4 GiB.
+    'bytearray_of_a_gigabyte': (zipped(
+        b'\x80\x02c__builtin__\nbytearray\nJ\x00\x00\x00\x40\x85R.'),
+        f'unpack to {(1 << 30) + 4} bytes, more than {MB}'),
+    'float_tensor_of_4_gigabytes': (zipped(
+        b'\x80\x02ctorch\nFloatTensor\nJ\x00\x00\x00\x40\x85R.'),
+        f'unpack to {(8 << 30) + 4} bytes, more than {MB}'),
     'stride0_momentum': (saved({'optimizer': {'state': {0: {
         'momentum_buffer': stride0}}}}),
         "Tensor ['optimizer']['state'][0]['momentum_buffer']: sizes "

@@ -143,7 +143,11 @@ memo = st.tuples(st.sampled_from([b'q', b'h']), st.integers(0, 4)).map(
     lambda op: op[0] + bytes([op[1]]))
 named_global = st.sampled_from(GLOBALS).map(
     lambda name: b'c' + name.encode() + b'\n')
-nesting = st.integers(0, 300).map(lambda depth: b')' + b'\x85' * depth)
+# Tuples nested up to 300 deep, or 200,000 (a C stack's worth), alone or
+# as the key of a dict, which torch hashes.
+depth = st.one_of(st.integers(0, 300), st.just(200_000))
+nesting = depth.map(lambda depth: b')' + b'\x85' * depth)
+deep_key = depth.map(lambda depth: b'})' + b'\x85' * depth + b'K\x01s')
 laughs = st.integers(1, 60).map(lambda width: b'](' + b'h\x00' * width +
                                 b'e')
 storage_id = st.integers(0, 2**40).map(
@@ -153,7 +157,7 @@ storage_id = st.integers(0, 2**40).map(
 any_byte = st.binary(min_size=1, max_size=1)
 token = st.one_of(
     st.sampled_from(PLAIN_OPCODES), small_int, text, memo, named_global,
-    nesting, laughs, storage_id, any_byte)
+    nesting, deep_key, laughs, storage_id, any_byte)
 # Half the streams build the value of a dict entry, as checkpoints are.
 opcode_stream = st.tuples(st.lists(token, max_size=60), st.booleans()).map(
     lambda drawn: b'\x80\x02' + (b'}(X\x01\x00\x00\x00k' if drawn[1] else
