@@ -47,9 +47,29 @@ def check_zip_checkpoint(file: BinaryIO, file_size: int) -> None:
     scan_pickle(io.BytesIO(data), file_size)
 
 
+class _CappedReader:
+    """``file`` for :mod:`pickletools`, which reads as many bytes as an
+    opcode states: a read asks for no more than the file has left, so that
+    no buffer of the stated size is allocated."""
+
+    def __init__(self, file: BinaryIO, file_size: int):
+        self.file, self.file_size = file, file_size
+
+    def read(self, count: int = -1) -> bytes:
+        left = max(0, self.file_size - self.file.tell())
+        return self.file.read(left if count < 0 else min(count, left))
+
+    def readline(self) -> bytes:
+        return self.file.readline()
+
+    def tell(self) -> int:
+        return self.file.tell()
+
+
 def check_legacy_checkpoint(file: BinaryIO, file_size: int) -> None:
     """Each pickle passes the scan; the storages fit in the file and the
     key list names every one of them."""
+    file = _CappedReader(file, file_size)
     magic = scan_pickle(file, file_size)
     if magic.value != torch.serialization.MAGIC_NUMBER:
         return  # not a legacy checkpoint: torch says so

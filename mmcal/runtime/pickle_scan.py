@@ -172,19 +172,26 @@ def _too_deep() -> str:
             'rebuilding them)')
 
 
+def _is_view(metadata) -> bool:
+    return type(metadata) is tuple and len(metadata) == 3 and type(
+        metadata[0]) is str and all(
+            type(number) is int and number >= 0 for number in metadata[1:])
+
+
 def _storage_ref(graph: _Graph, pid: int, index: int) -> StorageRef:
     try:
         value = graph.literal(pid)
     except _Unrunnable:
         value = None
     # zip format: ('storage', type, key, location, numel); the legacy
-    # format adds view metadata, None for whole storages.
+    # format adds view metadata: None, or (key, offset, size) of a view
+    # that torch cuts from the storage it allocated.
     if not (type(value) is tuple and len(value) in (5, 6)
             and value[0] == 'storage' and type(value[2]) is str
             and type(value[4]) is int and value[4] >= 0
             and isinstance(value[1], Global)
             and value[1].path in STORAGE_ITEMSIZES
-            and (len(value) == 5 or value[5] is None)):
+            and (len(value) == 5 or value[5] is None or _is_view(value[5]))):
         raise CheckpointRefused(
             f'its storage reference #{index} ({value!r:.100}) is not '
             "('storage', a torch storage type, key, location, size)")

@@ -62,10 +62,11 @@ class Storage:
     """Pickled as torch's persistent id of a storage."""
 
     def __init__(self, key, numel, storage_type=torch.FloatStorage,
-                 legacy=False):
-        # The legacy format adds view metadata, None for a whole storage.
+                 legacy=False, view=None):
+        # The legacy format adds view metadata: None for a whole storage,
+        # or (key, offset, size) of a view of it.
         self.pid = ('storage', storage_type, key, 'cpu', numel) + (
-            (None, ) if legacy else ())
+            (view, ) if legacy else ())
 
 
 class _StoragePickler(pickle.Pickler):

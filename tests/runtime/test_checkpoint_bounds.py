@@ -172,6 +172,20 @@ def test_honest_checkpoints_load(tmp_path, name):
             assert loaded[key].stride() == value.stride(), key
 
 
+def test_legacy_storage_view_loads(tmp_path):
+    # Files of PyTorch < 0.4 refer to views of storages by key and offset.
+    header = [torch.serialization.MAGIC_NUMBER,
+              torch.serialization.PROTOCOL_VERSION, {}]
+    storage = Storage('0', 4, legacy=True, view=('1', 1, 2))
+    path = str(tmp_path / 'view.pth')
+    write_legacy(path, [pickle.dumps(part, protocol=2) for part in header] + [
+        tensor_pickle({'w': tensor_view(storage, 0, (2, ), (1, ))}),
+        pickle.dumps(['0'], protocol=2), (4).to_bytes(8, 'little'),
+        torch.arange(4.).numpy().tobytes()])
+    loaded = CheckpointLoader.load_checkpoint(path)
+    assert torch.equal(loaded['w'], torch.tensor([1., 2.]))
+
+
 def test_expansion_limit_is_the_setting_the_refusal_names(tmp_path,
                                                           monkeypatch):
     path = str(tmp_path / 'views.pth')
