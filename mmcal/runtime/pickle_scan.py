@@ -12,7 +12,9 @@ gives the graph of containers the pickle would build, and from it:
   every memo reference as a copy, which is what a walk over the result
   (printing, copying, writing class names) would visit, plus what the
   calls torch allows allocate by size (``bytearray(n)``);
-- the storages the pickle refers to, with their sizes.
+- the storages the pickle refers to, with their sizes;
+- numbers crafted to share a hash (hashing big ints and floats is not
+  seeded), which would make building a dict of them quadratic.
 
 Only the opcodes torch's weights-only unpickler runs are followed. At any
 other opcode, or one it cannot run (an empty stack, an unknown memo
@@ -166,6 +168,23 @@ def _allocated_bytes(graph: _Graph, func: int, args: int) -> int:
         max(size, 0) for size in sizes)
 
 
+# Distinct numbers of one hash a pickle may hold. Dict keys and set items
+# of one hash are compared with each other on every insertion: 200,000 of
+# them (a 2 MB file) take minutes to build into a dict.
+MAX_SAME_HASH = 64
+
+
+def _count_hash(numbers_by_hash: dict, number) -> None:
+    same = numbers_by_hash.setdefault(hash(number), [])
+    if number not in same:
+        same.append(number)
+        if len(same) > MAX_SAME_HASH:
+            raise CheckpointRefused(
+                f'it holds more than {MAX_SAME_HASH} distinct numbers of one '
+                'hash, which would make building a dict or set of them take '
+                'quadratic time')
+
+
 def _too_deep() -> str:
     return (f'its containers nest more than {MAX_NESTING} levels deep, the '
             'most a checkpoint may have (torch would overflow the stack '
@@ -206,6 +225,9 @@ def _run(opcodes, graph: _Graph, storages: List[StorageRef]) -> tuple:
         node left on the stack or in the memo, the result first)
     """
     stack, marks, memo = [], [], {}
+    # Distinct big ints and floats by hash: Python hashes them without a
+    # seed, so a file can hold numbers that collide.
+    numbers_by_hash = {}
 
     def pop(count=1):
         if len(stack) < count:
@@ -240,8 +262,11 @@ def _run(opcodes, graph: _Graph, storages: List[StorageRef]) -> tuple:
                 return result, [result, *stack, *memo.values()]
             if name in ('BINUNICODE', 'SHORT_BINSTRING'):
                 stack.append(graph.add(weight=1 + len(arg), value=arg))
-            elif name in ('BININT', 'BININT1', 'BININT2', 'BINFLOAT',
-                          'LONG1', 'NONE', 'NEWTRUE', 'NEWFALSE'):
+            elif name in ('BINFLOAT', 'LONG1'):
+                _count_hash(numbers_by_hash, arg)
+                stack.append(graph.add(value=arg))
+            elif name in ('BININT', 'BININT1', 'BININT2', 'NONE', 'NEWTRUE',
+                          'NEWFALSE'):
                 stack.append(graph.add(value=arg if arg is not None else {
                     'NEWTRUE': True, 'NEWFALSE': False}.get(name)))
             elif name == 'GLOBAL':

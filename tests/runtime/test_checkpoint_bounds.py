@@ -84,6 +84,12 @@ ATTACKS = {
     'float_tensor_of_4_gigabytes': (zipped(
         b'\x80\x02ctorch\nFloatTensor\nJ\x00\x00\x00\x40\x85R.'),
         f'unpack to {(8 << 30) + 4} bytes, more than {MB}'),
+    # Keys 1 + k * (2^61 - 1) all hash to 1: building the dict compares
+    # each with all before it (minutes for 200,000).
+    'colliding_keys': (zipped(b'\x80\x02}(' + b''.join(
+        pickle.dumps(1 + index * ((1 << 61) - 1), protocol=2)[2:-1] +
+        b'K\x00' for index in range(20_000)) + b'u.'),
+        'it holds more than 64 distinct numbers of one hash'),
     'stride0_momentum': (saved({'optimizer': {'state': {0: {
         'momentum_buffer': stride0}}}}),
         "Tensor ['optimizer']['state'][0]['momentum_buffer']: sizes "
