@@ -28,7 +28,7 @@ from mmcal.apis import (add_prediction_arguments, check_class_names,
                         validate_class_names)
 from mmcal.datasets.annotation_file import read_names
 from mmcal.models import CALClassifier
-from mmcal.runtime import add_unsafe_load_argument
+from mmcal.runtime import add_unsafe_load_argument, unsafe_load_scope
 from mmcal.runtime.atomic_save import write_atomically
 
 
@@ -101,6 +101,7 @@ def predict_scores(model, loader, views: dict, progress: bool = True):
     return torch.cat(scores).float()
 
 
+@unsafe_load_scope()
 def main(argv: Optional[List[str]] = None) -> str:
     args = parse_args(argv)
     images = collect_images(args.input, args.img_root)

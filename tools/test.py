@@ -6,13 +6,13 @@ of testing a half-loaded model.
 """
 import argparse
 import os
-import os.path as osp
 
 import mmengine
 from mmengine.config import DictAction
 from mmengine.evaluator import DumpResults
 
-from mmcal.runtime import add_unsafe_load_argument
+from mmcal.runtime import (add_unsafe_load_argument, check_checkpoint_path,
+                           unsafe_load_scope)
 from mmcal.runtime.runner import (add_launcher_arguments, build_runner,
                                   load_config, set_dataloader_defaults,
                                   set_work_dir)
@@ -67,9 +67,7 @@ def add_flip_tta(cfg):
 
 def build_config(args):
     cfg = load_config(args.config)
-    if not osp.isfile(args.checkpoint):
-        raise FileNotFoundError(
-            f'Checkpoint file not found: {args.checkpoint}')
+    check_checkpoint_path(args.checkpoint)
     cfg.launcher = args.launcher
     set_work_dir(cfg, args.config, args.work_dir)
     cfg.load_from = None
@@ -93,6 +91,7 @@ def build_config(args):
     return cfg
 
 
+@unsafe_load_scope()
 def main(argv=None):
     args = parse_args(argv)
     cfg = build_config(args)

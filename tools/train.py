@@ -8,7 +8,8 @@ import os
 
 from mmengine.config import DictAction
 
-from mmcal.runtime import add_unsafe_load_argument, find_resume_checkpoint
+from mmcal.runtime import (add_unsafe_load_argument, find_resume_checkpoint,
+                           unsafe_load_scope)
 from mmcal.runtime.runner import (add_launcher_arguments, build_runner,
                                   load_config, set_dataloader_defaults,
                                   set_work_dir)
@@ -75,6 +76,7 @@ def build_config(args):
     return cfg
 
 
+@unsafe_load_scope()
 def main(argv=None):
     args = parse_args(argv)
     cfg = build_config(args)

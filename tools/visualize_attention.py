@@ -21,7 +21,7 @@ from PIL import Image
 
 from mmcal.apis import (collect_images, image_loader, inference_pipeline,
                         init_classifier)
-from mmcal.runtime import add_unsafe_load_argument
+from mmcal.runtime import add_unsafe_load_argument, unsafe_load_scope
 from mmcal.visualization import attention_views, draw_view_figure
 
 
@@ -46,6 +46,7 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+@unsafe_load_scope()
 def main(argv: Optional[List[str]] = None) -> List[str]:
     args = parse_args(argv)
     images = [item for source in args.images

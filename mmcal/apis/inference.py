@@ -27,6 +27,7 @@ from mmcal.apis.class_names import (FORBIDDEN_CATEGORIES, show_name,
                                     validate_class_names)
 from mmcal.datasets.annotation_file import read_names
 from mmcal.runtime.atomic_save import check_writable
+from mmcal.runtime.checkpoint_loading import check_checkpoint_path
 from mmcal.runtime.runner import load_config
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',
@@ -57,8 +58,7 @@ def init_classifier(config: Union[str, Config],
            if isinstance(config, str) else copy.deepcopy(config))
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
-    if not osp.isfile(checkpoint):
-        raise FileNotFoundError(f'Checkpoint file not found: {checkpoint}')
+    check_checkpoint_path(checkpoint)
     model = get_model(cfg, pretrained=False)
     loaded = load_checkpoint(
         model,

@@ -17,16 +17,21 @@ flag of mmcal's tools, or ``MMCAL_UNSAFE_LOAD=1`` in the environment, for
 files you trust.
 """
 import argparse
+import contextlib
 import io
 import os
 import os.path as osp
 import pickle
 import re
+import stat
 from pathlib import Path
 from typing import Union
 
 import torch
 
+from .checkpoint_format import check_checkpoint_layout
+from .checkpoint_limits import CheckpointRefused, max_expansion
+from .checkpoint_values import check_entry_types, check_values
 from .safe_unpickling import checkpoint_safe_globals, restore_arrays
 
 UNSAFE_LOAD_ENV = 'MMCAL_UNSAFE_LOAD'
@@ -63,42 +68,125 @@ def _refusal_reason(error: pickle.UnpicklingError) -> str:
     return original.strip().splitlines()[0] if original.strip() else 'refused'
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters escaped, for messages that quote a
+    file: bytes such as ANSI escapes then cannot reach the terminal."""
+    return ''.join(
+        char if char.isprintable() else char.encode(
+            'unicode_escape').decode('ascii') for char in text)
+
+
+def special_file_kind(mode: int) -> str:
+    """What a file of ``os.stat`` mode ``mode`` is, or '' if regular."""
+    kinds = ((stat.S_ISDIR, 'a directory'), (stat.S_ISFIFO,
+                                              'a named pipe (FIFO)'),
+             (stat.S_ISCHR, 'a character device'),
+             (stat.S_ISBLK, 'a block device'), (stat.S_ISSOCK, 'a socket'))
+    if stat.S_ISREG(mode):
+        return ''
+    return next((kind for test, kind in kinds if test(mode)),
+                'not a regular file')
+
+
+def _not_regular(name: str, kind: str) -> RuntimeError:
+    return RuntimeError(printable(
+        f'Cannot read checkpoint {name}: it is {kind}, not a regular file'))
+
+
+@contextlib.contextmanager
+def _opened(source, name: str):
+    """``source`` as a binary file and its size; a path is opened only if
+    it is a regular file (a FIFO would block, /dev/zero never end)."""
+    if not isinstance(source, (str, os.PathLike)):
+        source.seek(0, io.SEEK_END)
+        size = source.tell()
+        source.seek(0)
+        yield source, size
+        return
+    # Non-blocking, so that opening a FIFO returns at once to be refused.
+    fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, 'rb') as file:
+        status = os.fstat(fd)
+        kind = special_file_kind(status.st_mode)
+        if kind:
+            raise _not_regular(name, kind)
+        os.set_blocking(fd, True)
+        yield file, status.st_size
+
+
+def _load_safely(file, size: int, map_location):
+    check_checkpoint_layout(file, size)
+    file.seek(0)
+    with torch.serialization.safe_globals(checkpoint_safe_globals()):
+        checkpoint = restore_arrays(
+            torch.load(file, map_location=map_location, weights_only=True))
+    check_entry_types(checkpoint)
+    check_values(checkpoint, size)
+    return checkpoint
+
+
 def load_checkpoint_from(source: Union[str, io.IOBase],
                          name: str,
                          map_location=None):
     """Load a checkpoint from a path or file object with safe unpickling.
 
     ``name`` (the path, or where the bytes came from) is named in errors.
+    Before torch unpickles it, the file's layout and pickles are checked
+    (:mod:`.checkpoint_format`); after, the values
+    (:mod:`.checkpoint_values`).
 
     Raises:
-        RuntimeError: the file holds objects outside the allow-list
-            (unless unsafe loading is enabled), or is truncated or not a
+        RuntimeError: the file holds objects outside the allow-list, would
+            unpack beyond the limits of :mod:`.checkpoint_limits` or holds
+            values mmengine does not write (unless unsafe loading is
+            enabled), is not a regular file, or is truncated or not a
             checkpoint, naming the file.
-        ValueError: ``MMCAL_UNSAFE_LOAD`` has a value that is not understood.
+        ValueError: ``MMCAL_UNSAFE_LOAD`` or ``MMCAL_CHECKPOINT_EXPANSION``
+            has a value that is not understood.
     """
     unsafe = unsafe_load_allowed()
-    try:
-        if unsafe:
-            return torch.load(source, map_location=map_location,
-                              weights_only=False)
-        with torch.serialization.safe_globals(checkpoint_safe_globals()):
-            return restore_arrays(
-                torch.load(source, map_location=map_location,
-                           weights_only=True))
-    except pickle.UnpicklingError as error:
-        if not unsafe:
-            raise RuntimeError(
-                f'Refused to load checkpoint {name}: '
-                f'{_refusal_reason(error)}. It holds objects other than '
-                'tensors, containers and plain numpy arrays and scalars, so '
-                'unpickling it could run code. If you trust this file, load '
-                f'it with --unsafe-load or {UNSAFE_LOAD_ENV}=1.') from None
-        failure = error
-    except Exception as error:  # any other failure of a malformed file
-        failure = error
-    raise RuntimeError(
+    max_expansion()  # a bad value is the user's error, not the file's
+    with _opened(source, name) as (file, size):
+        try:
+            if unsafe:
+                return torch.load(file, map_location=map_location,
+                                  weights_only=False)
+            return _load_safely(file, size, map_location)
+        except CheckpointRefused as error:
+            raise RuntimeError(printable(
+                f'Refused to load checkpoint {name}: {error}')) from None
+        except pickle.UnpicklingError as error:
+            if not unsafe:
+                raise RuntimeError(printable(
+                    f'Refused to load checkpoint {name}: '
+                    f'{_refusal_reason(error)}. It holds objects other than '
+                    'tensors, containers and plain numpy arrays and scalars, '
+                    'so unpickling it could run code. If you trust this '
+                    f'file, load it with --unsafe-load or {UNSAFE_LOAD_ENV}=1.'
+                )) from None
+            failure = error
+        except Exception as error:  # any other failure of a malformed file
+            failure = error
+    raise RuntimeError(printable(
         f'Cannot read checkpoint {name}: the file is truncated or not a '
-        f'PyTorch checkpoint ({type(failure).__name__}: {failure})')
+        f'PyTorch checkpoint ({type(failure).__name__}: {failure})'))
+
+
+def check_checkpoint_path(filename: str) -> None:
+    """A local checkpoint path names a regular file.
+
+    Raises:
+        FileNotFoundError: nothing is there.
+        RuntimeError: it is a directory, FIFO, device or socket.
+    """
+    try:
+        mode = os.stat(filename).st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            printable(f'Checkpoint file not found: {filename}')) from None
+    kind = special_file_kind(mode)
+    if kind:
+        raise _not_regular(filename, kind)
 
 
 def load_checkpoint_file(filename: Union[str, Path], map_location=None):
@@ -109,13 +197,31 @@ def load_checkpoint_file(filename: Union[str, Path], map_location=None):
         RuntimeError: as :func:`load_checkpoint_from`.
     """
     filename = osp.expanduser(str(filename))
-    if not osp.isfile(filename):
-        raise FileNotFoundError(f'Checkpoint file not found: {filename}')
+    check_checkpoint_path(filename)
     return load_checkpoint_from(filename, filename, map_location)
 
 
+@contextlib.contextmanager
+def unsafe_load_scope():
+    """Keeps ``--unsafe-load`` to one command: decorates a tool's ``main``.
+
+    The flag sets ``MMCAL_UNSAFE_LOAD`` (so that processes the command
+    starts inherit it); its value from before the command is restored when
+    the command returns or fails.
+    """
+    before = os.environ.get(UNSAFE_LOAD_ENV)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(UNSAFE_LOAD_ENV, None)
+        else:
+            os.environ[UNSAFE_LOAD_ENV] = before
+
+
 class _AllowUnsafeLoad(argparse.Action):
-    """``--unsafe-load``: turns on unsafe loading for this process."""
+    """``--unsafe-load``: turns on unsafe loading until the command ends
+    (see :func:`unsafe_load_scope`)."""
 
     def __call__(self, parser, namespace, values, option_string=None):
         os.environ[UNSAFE_LOAD_ENV] = '1'

@@ -96,7 +96,7 @@ def load_from_openmmlab(filename, map_location=None):
         return load_from_http(location, map_location)
     # A path below MMENGINE_HOME, from the user's own open_mmlab.json.
     path = osp.join(_get_mmengine_home(), location)
-    if not osp.isfile(path):
+    if not osp.exists(path):  # one that is not a file is named as what it is
         raise FileNotFoundError(f'{filename}: {path} can not be found')
     return load_checkpoint_from(path, path, map_location)
 

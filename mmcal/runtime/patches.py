@@ -152,6 +152,32 @@ def patch_package_configs() -> None:
     Config._get_cfg_path = staticmethod(_get_cfg_path)
 
 
+def patch_optimizer_state_check() -> None:
+    """Optimizer state is checked against the parameters when resumed.
+
+    torch's ``Optimizer.load_state_dict`` keeps state tensors of any shape
+    and stride, and its fused CPU kernels write past a smaller or
+    stride-0 one. Every optimizer an ``OptimWrapper`` (and so the Runner)
+    holds gets the check as its load_state_dict pre-hook.
+    """
+    from mmengine.optim import OptimWrapper
+
+    from .optimizer_state import check_optimizer_state
+    init = OptimWrapper.__init__
+    if getattr(init, 'mmcal_patch', False):
+        return
+    _expect_mmengine('OptimWrapper.__init__', init,
+                     'mmengine.optim.optimizer.optimizer_wrapper')
+
+    def _init_checking_loaded_state(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        self.optimizer.register_load_state_dict_pre_hook(
+            check_optimizer_state)
+
+    _init_checking_loaded_state.mmcal_patch = True
+    OptimWrapper.__init__ = _init_checking_loaded_state
+
+
 def silence_mmcv_lite_warning() -> None:
     """mmcv-lite lacks the compiled ops; mmpretrain's models never use the
     one its import warns about."""
@@ -172,3 +198,4 @@ def apply_mmengine_patches() -> None:
     patch_checkpoint_rotation()
     patch_empty_dataset_error()
     patch_package_configs()
+    patch_optimizer_state_check()

@@ -6,6 +6,7 @@ fails the test.
 """
 import json
 import os
+import subprocess
 import sys
 import types
 
@@ -176,3 +177,21 @@ def test_every_registered_source_is_loaded_by_mmcal():
     loaders = CheckpointLoader._schemes
     assert {prefix: loader.__module__ for prefix, loader in loaders.items()
             if not loader.__module__.startswith('mmcal.')} == {}
+
+
+def test_cached_file_that_is_a_fifo_is_named_not_waited_on(torch_home):
+    url = SOURCES['torchvision://resnet18']()
+    path = hub_cache_path(url)
+    os.makedirs(os.path.dirname(path))
+    os.mkfifo(path)
+    # In a process of its own: opening a FIFO for reading waits for a
+    # writer, forever.
+    done = subprocess.run([
+        sys.executable, '-c', 'import mmcal; from mmengine.runner.checkpoint '
+        "import CheckpointLoader; CheckpointLoader.load_checkpoint("
+        "'torchvision://resnet18')"
+    ], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, TORCH_HOME=str(torch_home)))
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert (f'Cannot read checkpoint {path} (from {url}): it is a named pipe '
+            '(FIFO), not a regular file') in done.stderr

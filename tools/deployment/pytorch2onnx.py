@@ -24,7 +24,7 @@ from mmcal.apis import check_class_names, inference_pipeline, init_classifier
 from mmcal.deployment import (MIN_OPSET, ONNXClassifier, export_onnx,
                               pipeline_image_size, select_views)
 from mmcal.deployment.export import VIEW_CHOICES, CALProbabilities
-from mmcal.runtime import add_unsafe_load_argument
+from mmcal.runtime import add_unsafe_load_argument, unsafe_load_scope
 
 # Largest difference to PyTorch accepted by the check after export.
 TOLERANCE = 1e-4
@@ -79,6 +79,7 @@ def check_against_pytorch(wrapper: CALProbabilities, path: str,
     return float(np.abs(got - expected).max())
 
 
+@unsafe_load_scope()
 def main(argv: Optional[List[str]] = None) -> str:
     args = parse_args(argv)
     model = init_classifier(args.config, args.checkpoint, 'cpu',
