@@ -2,7 +2,8 @@
 
 The command line is mmpretrain's ``tools/test.py``. The checkpoint is loaded
 strictly: a checkpoint of another model fails with the keys at fault instead
-of testing a half-loaded model.
+of testing a half-loaded model, and a model whose scores are not finite (a
+diverged one) fails naming the checkpoint instead of testing at 0 %.
 """
 import argparse
 import functools
@@ -14,9 +15,10 @@ from mmengine.config import DictAction
 from mmengine.evaluator import DumpResults
 
 from mmcal.runtime import add_unsafe_load_argument
+from mmcal.runtime.finite_scores import FiniteTestScores
 from mmcal.runtime.runner import (add_launcher_arguments, build_runner,
-                                  load_config, set_dataloader_defaults,
-                                  set_work_dir)
+                                  hook_class, load_config,
+                                  set_dataloader_defaults, set_work_dir)
 
 
 def parse_args(argv=None):
@@ -77,22 +79,16 @@ def drop_ema_hooks(cfg) -> None:
     it; testing the original weights instead needs a run without --tta.
     """
     from mmengine.hooks import EMAHook
-    from mmengine.registry import DefaultScope
-    from mmpretrain.registry import HOOKS
     kept = []
     for hook in cfg.get('custom_hooks') or []:
-        kind = hook.get('type')
-        with DefaultScope.overwrite_default_scope(cfg.get('default_scope')):
-            hook_class = HOOKS.get(kind) if isinstance(kind, str) else kind
-        if not (isinstance(hook_class, type)
-                and issubclass(hook_class, EMAHook)):
+        if not issubclass(hook_class(cfg, hook) or object, EMAHook):
             kept.append(hook)
         elif (hook.get('evaluate_on_origin')
               or not hook.get('evaluate_on_ema', True)):
             raise ValueError(
-                f'custom_hooks: {kind} is set to test the original weights '
-                '(evaluate_on_origin / evaluate_on_ema); --tta tests the '
-                "checkpoint's EMA weights only: test without --tta")
+                f'custom_hooks: {hook["type"]} is set to test the original '
+                'weights (evaluate_on_origin / evaluate_on_ema); --tta tests '
+                "the checkpoint's EMA weights only: test without --tta")
     cfg.custom_hooks = kept
 
 
@@ -143,6 +139,7 @@ def main(argv=None):
     cfg = build_config(args)
     runner = build_runner(cfg)
     load_when_hooks_are_ready(runner, args.checkpoint)
+    runner.register_hook(FiniteTestScores(args.checkpoint))
     if args.out and args.out_item in (None, 'pred'):
         runner.test_evaluator.metrics.append(
             DumpResults(out_file_path=args.out))

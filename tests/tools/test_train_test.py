@@ -12,7 +12,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from mmcal_test_utils import tiny_runner_cfg, write_image_folder
+from mmcal_test_utils import load_tool, tiny_runner_cfg, write_image_folder
 
 from mmcal.runtime import load_checkpoint_file
 
@@ -165,6 +165,19 @@ def test_resume_continues_from_saved_iteration(trained, tmp_path):
     # The resumed run kept moving the centres it restored.
     assert not torch.equal(before['state_dict']['head.feature_centers'],
                            after['state_dict']['head.feature_centers'])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='a GPU runs --amp')
+def test_amp_without_gpu_is_refused(trained, tmp_path):
+    work = str(tmp_path / 'amp')
+    with pytest.raises(RuntimeError) as error:
+        load_tool('train.py').main(
+            [trained['config'], '--amp', '--work-dir', work])
+    assert str(error.value).startswith(
+        '--amp trains with float16 autocast and loss scaling '
+        "(mmengine's AmpOptimWrapper), which needs a CUDA, NPU, MLU or "
+        'MUSA device; available devices: cpu.')
+    assert not osp.exists(work)
 
 
 def test_missing_config_is_named(tmp_path):
