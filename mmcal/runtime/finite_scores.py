@@ -1,6 +1,6 @@
 """A diverged model is an error, not a 0 % result: the tools check that
 the class scores they test, write, draw or export are finite."""
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 from mmengine.hooks import Hook
@@ -42,6 +42,14 @@ def check_finite_scores(scores: torch.Tensor, names: Sequence[str],
             '(NonFiniteLossHook stops such a run).')
 
 
+def sample_scores(samples) -> Optional[torch.Tensor]:
+    """(N, K) ``pred_score`` of mmpretrain ``DataSample`` s; None for none
+    or for samples without scores (e.g. of retrieval models)."""
+    if not samples or not all('pred_score' in sample for sample in samples):
+        return None
+    return torch.stack([sample.pred_score for sample in samples])
+
+
 def sample_names(samples, first_index: int) -> List[str]:
     """Image paths of mmpretrain ``DataSample`` s, else their indices."""
     return [
@@ -70,10 +78,8 @@ class FiniteTestScores(Hook):
                         data_batch=None,
                         outputs=None) -> None:
         samples = list(outputs or [])
-        if not samples:
-            return
+        scores = sample_scores(samples)
         names = sample_names(samples, self.seen)
         self.seen += len(samples)
-        check_finite_scores(
-            torch.stack([sample.pred_score for sample in samples]), names,
-            self.checkpoint)
+        if scores is not None:
+            check_finite_scores(scores, names, self.checkpoint)

@@ -151,6 +151,20 @@ def test_test_tool_tests_ema_weights(trained_with_ema, tmp_path, tta):
     assert not torch.allclose(tested, scores(trained), atol=1e-2)
 
 
+def test_tta_refuses_ema_hook_set_to_test_original_weights(
+        trained_with_ema):
+    test_tool = load_tool('test.py')
+    args = test_tool.parse_args([
+        trained_with_ema['config'], trained_with_ema['checkpoint'], '--tta',
+        '--cfg-options', 'custom_hooks.0.evaluate_on_origin=True'
+    ])
+    with pytest.raises(ValueError) as error:
+        test_tool.build_config(args)
+    assert str(error.value).startswith(
+        'custom_hooks: EMAHook is set to test the original weights')
+    assert 'test without --tta' in str(error.value)
+
+
 def test_resume_continues_from_saved_iteration(trained, tmp_path):
     work = str(tmp_path / 'resumed')
     saved = osp.join(trained['work'], 'epoch_1.pth')

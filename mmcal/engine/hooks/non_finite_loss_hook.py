@@ -2,13 +2,12 @@ import logging
 import math
 from typing import Dict, Optional
 
-import torch
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmpretrain.registry import HOOKS
 
 from mmcal.runtime.finite_scores import (listed_images, non_finite_images,
-                                         sample_names)
+                                         sample_names, sample_scores)
 from ..optimizers import FiniteLossOptimWrapper
 
 ACTIONS = ('raise', 'skip')
@@ -110,16 +109,16 @@ class NonFiniteLossHook(Hook):
                        data_batch=None,
                        outputs=None) -> None:
         samples = list(outputs or [])
-        if not samples:
+        scores = sample_scores(samples)
+        if scores is None:
             return
-        names = sample_names(samples, batch_idx * len(samples))
         faulty = non_finite_images(
-            torch.stack([sample.pred_score for sample in samples]), names)
+            scores, sample_names(samples, batch_idx * len(samples)))
         if not faulty:
             return
         raise FloatingPointError(
             f'Non-finite validation scores after iteration {runner.iter} '
-            f'(epoch {runner.epoch}) for {listed_images(faulty, len(names))}'
+            f'(epoch {runner.epoch}) for {listed_images(faulty, len(samples))}'
             ' although the training loss was finite: the model has '
             'diverged (eval-mode BatchNorm statistics overflow at too high a '
             f'learning rate). Training stopped; {latest_checkpoint(runner)} '
