@@ -30,6 +30,8 @@ from mmcal.datasets.annotation_file import read_names
 from mmcal.models import CALClassifier
 from mmcal.runtime import add_unsafe_load_argument, unsafe_load_scope
 from mmcal.runtime.atomic_save import write_atomically
+from mmcal.runtime.devices import check_device
+from mmcal.runtime.finite_scores import check_finite_scores
 
 
 def parse_crops(values: List[str]) -> list:
@@ -105,6 +107,7 @@ def predict_scores(model, loader, views: dict, progress: bool = True):
 def main(argv: Optional[List[str]] = None) -> str:
     args = parse_args(argv)
     images = collect_images(args.input, args.img_root)
+    check_device(args.device)
     model = init_classifier(args.config, args.checkpoint, args.device,
                             args.cfg_options)
     classes = check_class_names(
@@ -129,6 +132,7 @@ def main(argv: Optional[List[str]] = None) -> str:
     loader = image_loader(images, inference_pipeline(model._config),
                           args.batch_size, args.num_workers)
     scores = predict_scores(model, loader, views)
+    check_finite_scores(scores, names, args.checkpoint)
     write_atomically(
         format_predictions(names, scores, classes, args.format, args.topk),
         args.out)

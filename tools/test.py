@@ -2,9 +2,11 @@
 
 The command line is mmpretrain's ``tools/test.py``. The checkpoint is loaded
 strictly: a checkpoint of another model fails with the keys at fault instead
-of testing a half-loaded model.
+of testing a half-loaded model, and a model whose scores are not finite (a
+diverged one) fails naming the checkpoint instead of testing at 0 %.
 """
 import argparse
+import functools
 import os
 
 import mmengine
@@ -13,9 +15,10 @@ from mmengine.evaluator import DumpResults
 
 from mmcal.runtime import (add_unsafe_load_argument, check_checkpoint_path,
                            unsafe_load_scope)
+from mmcal.runtime.finite_scores import FiniteTestScores
 from mmcal.runtime.runner import (add_launcher_arguments, build_runner,
-                                  load_config, set_dataloader_defaults,
-                                  set_work_dir)
+                                  hook_class, load_config,
+                                  set_dataloader_defaults, set_work_dir)
 
 
 def parse_args(argv=None):
@@ -63,6 +66,30 @@ def add_flip_tta(cfg):
         cfg.tta_pipeline = pipeline
     cfg.model = dict(**cfg.tta_model, module=cfg.model)
     cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+    drop_ema_hooks(cfg)
+
+
+def drop_ema_hooks(cfg) -> None:
+    """Remove the ``EMAHook`` s of a config whose model is TTA-wrapped.
+
+    Such a hook would average the wrapper, whose keys (``module.*``) are
+    not the checkpoint's EMA keys: it would load none of them and test the
+    untrained copy it made. A checkpoint's ``state_dict`` already holds the
+    EMA weights (``EMAHook`` saves them there), so they are tested without
+    it; testing the original weights instead needs a run without --tta.
+    """
+    from mmengine.hooks import EMAHook
+    kept = []
+    for hook in cfg.get('custom_hooks') or []:
+        if not issubclass(hook_class(cfg, hook) or object, EMAHook):
+            kept.append(hook)
+        elif (hook.get('evaluate_on_origin')
+              or not hook.get('evaluate_on_ema', True)):
+            raise ValueError(
+                f'custom_hooks: {hook["type"]} is set to test the original '
+                'weights (evaluate_on_origin / evaluate_on_ema); --tta tests '
+                "the checkpoint's EMA weights only: test without --tta")
+    cfg.custom_hooks = kept
 
 
 def build_config(args):
@@ -83,12 +110,26 @@ def build_config(args):
             wait_time=args.wait_time,
             out_dir=args.show_dir,
             interval=args.interval)
+    # Options first: they name the keys of the config as written (e.g.
+    # model.backbone), not those of the TTA wrapper built from it.
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
     if args.tta:
         add_flip_tta(cfg)
     set_dataloader_defaults(cfg, not args.no_pin_memory, False)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
     return cfg
+
+
+def load_when_hooks_are_ready(runner, checkpoint: str) -> None:
+    """Make ``runner.test()`` load ``checkpoint``, strictly, where it
+    loads a config's ``load_from``: after the hooks' ``before_run``.
+
+    Some hooks read the checkpoint and need their ``before_run`` first
+    (``EMAHook`` fills the EMA copy it builds there, and then tests the
+    EMA weights); the Runner's own loading of ``load_from`` is not strict.
+    """
+    runner.load_or_resume = functools.partial(
+        runner.load_checkpoint, checkpoint, strict=True)
 
 
 @unsafe_load_scope()
@@ -96,7 +137,8 @@ def main(argv=None):
     args = parse_args(argv)
     cfg = build_config(args)
     runner = build_runner(cfg)
-    runner.load_checkpoint(args.checkpoint, strict=True)
+    load_when_hooks_are_ready(runner, args.checkpoint)
+    runner.register_hook(FiniteTestScores(args.checkpoint))
     if args.out and args.out_item in (None, 'pred'):
         runner.test_evaluator.metrics.append(
             DumpResults(out_file_path=args.out))

@@ -1,18 +1,22 @@
 """Train a model with an mmcal (or any mmpretrain) config.
 
 The command line is mmpretrain's ``tools/train.py``; mmcal is imported first,
-so configs need no ``custom_imports``.
+so configs need no ``custom_imports``. A config without a
+``NonFiniteLossHook`` (one mixed from an mmpretrain base) gets one: a
+diverging run stops instead of saving NaN models.
 """
 import argparse
 import os
 
 from mmengine.config import DictAction
 
+from mmcal.engine.hooks import NonFiniteLossHook
 from mmcal.runtime import (add_unsafe_load_argument, find_resume_checkpoint,
                            unsafe_load_scope)
+from mmcal.runtime.devices import check_amp_device
 from mmcal.runtime.runner import (add_launcher_arguments, build_runner,
-                                  load_config, set_dataloader_defaults,
-                                  set_work_dir)
+                                  hook_class, load_config,
+                                  set_dataloader_defaults, set_work_dir)
 
 
 def parse_args(argv=None):
@@ -26,7 +30,9 @@ def parse_args(argv=None):
         help='resume from this checkpoint, or without a value from the '
         'latest checkpoint in the work dir')
     parser.add_argument(
-        '--amp', action='store_true', help='automatic mixed precision')
+        '--amp',
+        action='store_true',
+        help='automatic mixed precision (float16; needs a GPU)')
     parser.add_argument(
         '--no-validate', action='store_true', help='skip validation')
     parser.add_argument(
@@ -47,6 +53,15 @@ def parse_args(argv=None):
     return args
 
 
+def add_non_finite_loss_hook(cfg) -> None:
+    """Append ``NonFiniteLossHook`` to ``custom_hooks`` unless there."""
+    hooks = list(cfg.get('custom_hooks') or [])
+    if not any(
+            issubclass(hook_class(cfg, hook) or object, NonFiniteLossHook)
+            for hook in hooks):
+        cfg.custom_hooks = [*hooks, dict(type='NonFiniteLossHook')]
+
+
 def build_config(args):
     cfg = load_config(args.config)
     if args.no_validate:
@@ -54,6 +69,7 @@ def build_config(args):
     cfg.launcher = args.launcher
     set_work_dir(cfg, args.config, args.work_dir)
     if args.amp:
+        check_amp_device()
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if args.resume == 'auto':
@@ -71,6 +87,7 @@ def build_config(args):
         cfg.auto_scale_lr.enable = True
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    add_non_finite_loss_hook(cfg)
     set_dataloader_defaults(cfg, not args.no_pin_memory,
                             not args.no_persistent_workers)
     return cfg

@@ -13,15 +13,19 @@ Example::
 import argparse
 import os
 import os.path as osp
+import sys
 from typing import List, Optional
 
 import torch
 from mmengine.config import DictAction
+from mmengine.utils import ProgressBar
 from PIL import Image
 
 from mmcal.apis import (collect_images, image_loader, inference_pipeline,
                         init_classifier)
 from mmcal.runtime import add_unsafe_load_argument, unsafe_load_scope
+from mmcal.runtime.devices import check_device
+from mmcal.runtime.finite_scores import check_finite_scores
 from mmcal.visualization import attention_views, draw_view_figure
 
 
@@ -51,6 +55,7 @@ def main(argv: Optional[List[str]] = None) -> List[str]:
     args = parse_args(argv)
     images = [item for source in args.images
               for item in collect_images(source)]
+    check_device(args.device)
     model = init_classifier(args.config, args.checkpoint, args.device,
                             args.cfg_options)
     classes = model._dataset_meta.get('classes')
@@ -58,14 +63,22 @@ def main(argv: Optional[List[str]] = None) -> List[str]:
                           args.batch_size)
     os.makedirs(args.out_dir, exist_ok=True)
     written = []
-    names = iter(name for name, _ in images)
+    # predict.py's bar, on the stdout of the call rather than of the import.
+    bar = ProgressBar(len(images), file=sys.stdout)
     with torch.no_grad():
         for batch in loader:
             data = model.data_preprocessor(batch, False)
             views = attention_views(model, data['inputs'], args.seed)
             predictions = model.predict(data['inputs'])
-            for index, prediction in enumerate(predictions):
-                name = next(names)
+            first = len(written)
+            names = [
+                name for name, _ in images[first:first + len(predictions)]
+            ]
+            check_finite_scores(
+                torch.stack([p.pred_score for p in predictions]), names,
+                args.checkpoint)
+            for index, (name, prediction) in enumerate(
+                    zip(names, predictions)):
                 label = int(prediction.pred_label)
                 label_name = classes[label] if classes else str(label)
                 score = float(prediction.pred_score[label])
@@ -77,6 +90,8 @@ def main(argv: Optional[List[str]] = None) -> List[str]:
                     path = osp.join(args.out_dir, f'{stem}_{len(written)}.png')
                 Image.fromarray(picture).save(path)
                 written.append(path)
+                bar.update()
+    print()
     print(f'{len(written)} pictures written to {args.out_dir}')
     return written
 

@@ -25,6 +25,18 @@ def load_config(path: str) -> Config:
     return cfg
 
 
+def hook_class(cfg: Config, hook: dict) -> Optional[type]:
+    """The class a ``custom_hooks`` entry builds, found as the Runner
+    finds it (in the config's default scope); None if unregistered."""
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import HOOKS
+    kind = hook.get('type')
+    if not isinstance(kind, str):
+        return kind if isinstance(kind, type) else None
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope')):
+        return HOOKS.get(kind)
+
+
 def add_launcher_arguments(parser) -> None:
     """``--launcher`` and ``--local-rank``, as mmpretrain's tools take
     them (torch.distributed.launch passes ``--local-rank``)."""

@@ -12,7 +12,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from mmcal_test_utils import tiny_runner_cfg, write_image_folder
+from mmcal_test_utils import load_tool, tiny_runner_cfg, write_image_folder
 
 from mmcal.runtime import load_checkpoint_file
 
@@ -71,14 +71,98 @@ def test_test_tool_loads_trained_checkpoint(trained, tmp_path):
 def test_test_tool_with_flip_tta(trained, tmp_path):
     # --tta wraps the model; the checkpoint must still load strictly into it.
     out = str(tmp_path / 'predictions.pkl')
+    # With the README's offline option, which names the unwrapped model.
     result = run_tool('test.py', trained['config'],
                       osp.join(trained['work'], 'epoch_1.pth'), '--tta',
-                      '--work-dir', str(tmp_path), '--out', out)
+                      '--work-dir', str(tmp_path), '--out', out,
+                      '--cfg-options', 'model.backbone.init_cfg=None')
     assert result.returncode == 0, result.stderr[-3000:]
     from mmengine import load
     predictions = load(out)
     assert len(predictions) == 12
     assert torch.allclose(predictions[0]['pred_score'].sum(), torch.tensor(1.))
+
+
+@pytest.fixture(scope='module')
+def trained_with_ema(tmp_path_factory):
+    """The tiny run with mmpretrain's EMAHook, whose EMA weights differ
+    from the trained ones after its 3 iterations."""
+    root = tmp_path_factory.mktemp('ema')
+    data = write_image_folder(str(root / 'data'))
+    config = str(root / 'tiny_cal_ema.py')
+    cfg = tiny_runner_cfg(data, str(root / 'work'), max_epochs=1)
+    cfg['custom_hooks'] = [dict(type='EMAHook', momentum=0.5)]
+    Config(cfg).dump(config)
+    result = run_tool('train.py', config, '--work-dir', str(root / 'work'))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return dict(config=config, checkpoint=str(root / 'work' / 'epoch_1.pth'))
+
+
+def scores_with_weights(config, checkpoint, weights, image_paths,
+                        flip=False):
+    """(N, K) test scores of the images with the model of ``checkpoint``
+    given ``weights``; with ``flip`` averaged with those of the mirrored
+    images, as flip TTA does."""
+    from mmcal.apis import image_loader, inference_pipeline, init_classifier
+    model = init_classifier(config, checkpoint)
+    model.load_state_dict(weights, strict=True)
+    loader = image_loader([(path, path) for path in image_paths],
+                          inference_pipeline(model._config), 4)
+    scores = []
+    with torch.no_grad():
+        for batch in loader:
+            inputs = model.data_preprocessor(batch, False)['inputs']
+            views = [inputs, inputs.flip(-1)] if flip else [inputs]
+            scores.append(
+                sum(
+                    torch.stack([s.pred_score for s in model.predict(view)])
+                    for view in views) / len(views))
+    return torch.cat(scores)
+
+
+@pytest.mark.parametrize('tta', [False, True])
+def test_test_tool_tests_ema_weights(trained_with_ema, tmp_path, tta):
+    """mmengine saves the EMA weights as the checkpoint's state_dict and the
+    trained ones under ema_state_dict; the EMA weights are tested."""
+    from mmengine import load
+    out = str(tmp_path / 'predictions.pkl')
+    options = (['--tta', '--cfg-options', 'model.backbone.init_cfg=None']
+               if tta else [])
+    result = run_tool('test.py', trained_with_ema['config'],
+                      trained_with_ema['checkpoint'], '--work-dir',
+                      str(tmp_path), '--out', out, *options)
+    assert result.returncode == 0, result.stderr[-3000:]
+    predictions = load(out)
+    tested = torch.stack([p['pred_score'] for p in predictions])
+    images = [p['img_path'] for p in predictions]
+    saved = load_checkpoint_file(trained_with_ema['checkpoint'])
+    ema = saved['state_dict']
+    trained = {key[len('module.'):]: value
+               for key, value in saved['ema_state_dict'].items()
+               if key.startswith('module.')}
+    assert trained.keys() == ema.keys()
+
+    def scores(weights):
+        return scores_with_weights(trained_with_ema['config'],
+                                   trained_with_ema['checkpoint'], weights,
+                                   images, flip=tta)
+
+    assert torch.allclose(tested, scores(ema), atol=1e-5)
+    assert not torch.allclose(tested, scores(trained), atol=1e-2)
+
+
+def test_tta_refuses_ema_hook_set_to_test_original_weights(
+        trained_with_ema):
+    test_tool = load_tool('test.py')
+    args = test_tool.parse_args([
+        trained_with_ema['config'], trained_with_ema['checkpoint'], '--tta',
+        '--cfg-options', 'custom_hooks.0.evaluate_on_origin=True'
+    ])
+    with pytest.raises(ValueError) as error:
+        test_tool.build_config(args)
+    assert str(error.value).startswith(
+        'custom_hooks: EMAHook is set to test the original weights')
+    assert 'test without --tta' in str(error.value)
 
 
 def test_resume_continues_from_saved_iteration(trained, tmp_path):
@@ -95,6 +179,19 @@ def test_resume_continues_from_saved_iteration(trained, tmp_path):
     # The resumed run kept moving the centres it restored.
     assert not torch.equal(before['state_dict']['head.feature_centers'],
                            after['state_dict']['head.feature_centers'])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='a GPU runs --amp')
+def test_amp_without_gpu_is_refused(trained, tmp_path):
+    work = str(tmp_path / 'amp')
+    with pytest.raises(RuntimeError) as error:
+        load_tool('train.py').main(
+            [trained['config'], '--amp', '--work-dir', work])
+    assert str(error.value).startswith(
+        '--amp trains with float16 autocast and loss scaling '
+        "(mmengine's AmpOptimWrapper), which needs a CUDA, NPU, MLU or "
+        'MUSA device; available devices: cpu.')
+    assert not osp.exists(work)
 
 
 def test_missing_config_is_named(tmp_path):

@@ -25,6 +25,7 @@ from mmcal.deployment import (MIN_OPSET, ONNXClassifier, export_onnx,
                               pipeline_image_size, select_views)
 from mmcal.deployment.export import VIEW_CHOICES, CALProbabilities
 from mmcal.runtime import add_unsafe_load_argument, unsafe_load_scope
+from mmcal.runtime.finite_scores import check_finite_scores
 
 # Largest difference to PyTorch accepted by the check after export.
 TOLERANCE = 1e-4
@@ -67,16 +68,11 @@ def parse_args(argv=None):
     return args
 
 
-def check_against_pytorch(wrapper: CALProbabilities, path: str,
-                          image_size) -> float:
-    """Largest difference of onnxruntime's probabilities to PyTorch's on a
-    random batch of three (the export traced two)."""
+def random_batch(image_size) -> torch.Tensor:
+    """A seeded (3, 3, H, W) batch of 0-255 pixels for the check after
+    export (the export traced a batch of two)."""
     generator = torch.Generator().manual_seed(0)
-    images = torch.rand(3, 3, *image_size, generator=generator) * 255
-    with torch.no_grad():
-        expected = wrapper(images).numpy()
-    got = ONNXClassifier(path)(images.numpy())
-    return float(np.abs(got - expected).max())
+    return torch.rand(3, 3, *image_size, generator=generator) * 255
 
 
 @unsafe_load_scope()
@@ -92,10 +88,16 @@ def main(argv: Optional[List[str]] = None) -> str:
         image_size = tuple(args.shape)
     else:
         image_size = pipeline_image_size(inference_pipeline(model._config))
+    images = random_batch(image_size)
+    with torch.no_grad():
+        expected = CALProbabilities(model, views)(images)
+    # A diverged model is refused before a file is written.
+    check_finite_scores(expected, [f'random image {i}' for i in (1, 2, 3)],
+                        args.checkpoint)
     export_onnx(model, args.out, image_size, views, args.opset, classes)
-    difference = check_against_pytorch(
-        CALProbabilities(model, views), args.out, image_size)
-    if difference > TOLERANCE:
+    got = ONNXClassifier(args.out)(images.numpy())
+    difference = float(np.abs(got - expected.numpy()).max())
+    if not difference <= TOLERANCE:  # NaN included
         raise RuntimeError(
             f'{args.out} differs from PyTorch by {difference:.2e} (more '
             f'than {TOLERANCE}) on a random batch')

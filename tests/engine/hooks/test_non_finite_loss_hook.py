@@ -1,7 +1,13 @@
 """NonFiniteLossHook: a NaN loss stops training (no checkpoint after it) or,
-with FiniteLossOptimWrapper, skips that update."""
+with FiniteLossOptimWrapper, skips that update; NaN validation scores stop
+it too."""
+import glob
+import json
+import math
 import os
 import os.path as osp
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -9,7 +15,7 @@ from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
-from mmcal_test_utils import (mmengine_warnings, tiny_runner_cfg,
+from mmcal_test_utils import (ROOT, mmengine_warnings, tiny_runner_cfg,
                               write_image_folder)
 
 FAULTY_ITER = 2  # 0-based: the third iteration, batch 1 of epoch 2
@@ -121,3 +127,37 @@ def test_unknown_action_is_named():
     from mmpretrain.registry import HOOKS
     with pytest.raises(ValueError, match="'ignore'"):
         HOOKS.build(dict(type='NonFiniteLossHook', action='ignore'))
+
+
+def test_train_tool_stops_a_run_diverging_with_finite_losses(tmp_path):
+    """At lr 1 the tiny model's training losses grow but stay finite
+    (training-mode BatchNorm normalises the exploding activations) while
+    its eval-mode scores are NaN: the hook, which tools/train.py adds to a
+    config without one, stops the run at the first validation."""
+    data = write_image_folder(str(tmp_path / 'data'))
+    work = str(tmp_path / 'work')
+    cfg = tiny_runner_cfg(data, work, max_epochs=3)
+    cfg['optim_wrapper']['optimizer']['lr'] = 1.
+    cfg['default_hooks']['checkpoint']['save_best'] = 'auto'
+    assert 'custom_hooks' not in cfg
+    config = str(tmp_path / 'diverging.py')
+    Config(cfg).dump(config)
+    result = subprocess.run(
+        [sys.executable, osp.join(ROOT, 'tools', 'train.py'), config],
+        capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert ('FloatingPointError: Non-finite validation scores after '
+            'iteration 3 (epoch 1) for 4 of 4 images (') in result.stderr
+    assert 'although the training loss was finite' in result.stderr
+    assert f'the latest checkpoint is {osp.join(work, "epoch_1.pth")}' \
+        in result.stderr
+    scalars, = glob.glob(osp.join(work, '*', 'vis_data', 'scalars.json'))
+    with open(scalars) as file:
+        losses = [json.loads(line)['loss'] for line in file]
+    assert len(losses) == 3 and all(map(math.isfinite, losses))
+    assert losses[-1] > 100 * losses[0]
+    # Stopped before a best checkpoint was chosen from those scores.
+    assert sorted(f for f in os.listdir(work) if f.endswith('.pth')) == [
+        'epoch_1.pth'
+    ]
