@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
+from mmengine.utils import ManagerMixin
 from PIL import Image
 
 import mmcal  # noqa: F401
@@ -171,3 +172,26 @@ def load_tool(relative_path: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@contextlib.contextmanager
+def as_own_process():
+    """Forget the named global instances (loggers, visualizers, message
+    hubs) a tool creates, as its own process would.
+
+    mmengine names them after the config file and the second a Runner
+    starts: a second tool started in the same second would otherwise get
+    the first one's visualizer, whose folder may be gone.
+    """
+    managed, pending = [], [ManagerMixin]
+    while pending:
+        cls = pending.pop()
+        managed.append(cls)
+        pending.extend(cls.__subclasses__())
+    before = {cls: set(cls._instance_dict) for cls in managed}
+    try:
+        yield
+    finally:
+        for cls, names in before.items():
+            for name in set(cls._instance_dict) - names:
+                del cls._instance_dict[name]

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Union
 
 import torch
+from torch.utils.serialization import config as torch_serialization
 
 from .checkpoint_format import check_checkpoint_layout
 from .checkpoint_limits import CheckpointRefused, max_expansion
@@ -78,8 +79,8 @@ def printable(text: str) -> str:
 
 def special_file_kind(mode: int) -> str:
     """What a file of ``os.stat`` mode ``mode`` is, or '' if regular."""
-    kinds = ((stat.S_ISDIR, 'a directory'), (stat.S_ISFIFO,
-                                              'a named pipe (FIFO)'),
+    kinds = ((stat.S_ISDIR, 'a directory'),
+             (stat.S_ISFIFO, 'a named pipe (FIFO)'),
              (stat.S_ISCHR, 'a character device'),
              (stat.S_ISBLK, 'a block device'), (stat.S_ISSOCK, 'a socket'))
     if stat.S_ISREG(mode):
@@ -114,12 +115,31 @@ def _opened(source, name: str):
         yield file, status.st_size
 
 
+def _torch_source(file):
+    """What to hand ``torch.load`` for the checked, open ``file``.
+
+    torch memory-maps (``load.mmap`` of ``torch.utils.serialization.config``,
+    which ``--resume``'s inspection sets) only a file it opens by name: the
+    name of the open descriptor in ``/proc`` is the file checked, whatever
+    its path names by now. Elsewhere the file is read, not mapped.
+    """
+    if not torch_serialization.load.mmap:
+        return file
+    try:
+        proc_name = f'/proc/self/fd/{file.fileno()}'
+    except (AttributeError, OSError):  # bytes in memory (io.BytesIO)
+        return file
+    return proc_name if osp.exists(proc_name) else file
+
+
 def _load_safely(file, size: int, map_location):
     check_checkpoint_layout(file, size)
     file.seek(0)
-    with torch.serialization.safe_globals(checkpoint_safe_globals()):
+    source = _torch_source(file)
+    with torch.serialization.safe_globals(checkpoint_safe_globals()), \
+            torch_serialization.patch({'load.mmap': source is not file}):
         checkpoint = restore_arrays(
-            torch.load(file, map_location=map_location, weights_only=True))
+            torch.load(source, map_location=map_location, weights_only=True))
     check_entry_types(checkpoint)
     check_values(checkpoint, size)
     return checkpoint

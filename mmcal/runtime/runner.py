@@ -2,6 +2,7 @@
 import atexit
 import gc
 import os.path as osp
+import warnings
 from typing import Optional
 
 from mmengine.config import Config
@@ -102,6 +103,13 @@ def prepare_cpu_distributed(cfg: Config) -> None:
     if (cfg.get('launcher') != 'pytorch' or torch.cuda.is_available()
             or dist.is_initialized()):
         return
+    if cfg.get('sync_bn'):
+        # torch's SyncBatchNorm refuses CPU modules in its first forward.
+        warnings.warn(
+            f"sync_bn={cfg.sync_bn!r} is ignored: torch's SyncBatchNorm "
+            'needs CUDA, so each of these CPU processes keeps its own '
+            'batch-norm statistics')
+        cfg.sync_bn = None
     dist.init_process_group(backend='gloo')
     # The group was opened here, so it is closed here, before the
     # interpreter tears down the modules it depends on.

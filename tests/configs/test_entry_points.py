@@ -8,7 +8,6 @@ pipelines, hooks, preprocessor and test views are the shipped ones. It is
 trained once through tools/train.py (validation included) and the checkpoint
 is shared by the other entry points.
 """
-import contextlib
 import glob
 import json
 import os.path as osp
@@ -19,11 +18,11 @@ import cv2
 import mmpretrain
 import pytest
 from mmengine.runner import Runner
-from mmengine.utils import ManagerMixin
 from mmpretrain.apis import (ImageClassificationInferencer, get_model,
                              inference_model)
 
-from mmcal_test_utils import StopAfterFirstEpoch, load_tool
+from mmcal_test_utils import (StopAfterFirstEpoch, as_own_process,
+                              load_tool)
 from mmcal.runtime.runner import load_config
 
 from .conftest import all_configs, dataloader_overrides
@@ -96,29 +95,6 @@ def trained(request, data_roots, tmp_path_factory):
                 checkpoint=osp.join(work_dir, 'epoch_1.pth'),
                 images=images, json_log=json_log,
                 classes=load_config(config).test_dataloader.dataset)
-
-
-@contextlib.contextmanager
-def as_own_process():
-    """Forget the named global instances (loggers, visualizers, message
-    hubs) a tool creates, as its own process would.
-
-    mmengine names them after the config file and the second a Runner
-    starts: a second tool started in the same second would otherwise get
-    the first one's visualizer, whose folder may be gone.
-    """
-    managed, pending = [], [ManagerMixin]
-    while pending:
-        cls = pending.pop()
-        managed.append(cls)
-        pending.extend(cls.__subclasses__())
-    before = {cls: set(cls._instance_dict) for cls in managed}
-    try:
-        yield
-    finally:
-        for cls, names in before.items():
-            for name in set(cls._instance_dict) - names:
-                del cls._instance_dict[name]
 
 
 def run_mmpretrain_tool(tool, *argv):

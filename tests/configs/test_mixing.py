@@ -208,9 +208,6 @@ def test_readme_mixing_block_trains_and_tests_mmpretrain_configs(
     assert model.data_preprocessor.batch_augments is None
 
     test_options = size_options(config, data_roots, ('test_dataloader', ))
-    # tools/test.py loads the checkpoint before the hooks are set up, which
-    # ConvNeXt's EMAHook needs: tested without them until it does not.
-    test_options['custom_hooks'] = []
     metrics = load_tool('test.py').main(
         [config, str(work_dir / 'epoch_1.pth'), '--work-dir',
          str(tmp_path / 'test')] + cfg_options({**test_options, **options}))

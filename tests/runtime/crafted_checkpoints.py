@@ -51,9 +51,9 @@ def write_raw_zip(path, records) -> None:
                     struct.pack('<HHHHII', 0, 0, 0, 0, 0, len(local)) +
                     name.encode())
         local += b'PK\x03\x04' + fields + b'\0\0' + name.encode() + data
-    end = b'PK\x05\x06' + struct.pack('<HHHHIIH', 0, 0, len(records),
-                                       len(records), len(central),
-                                       len(local), 0)
+    end = b'PK\x05\x06' + struct.pack(
+        '<HHHHIIH', 0, 0, len(records), len(records), len(central),
+        len(local), 0)
     with open(path, 'wb') as file:
         file.write(local + central + end)
 

@@ -242,8 +242,8 @@ def test_compressed_record_is_refused_before_it_is_unpacked(tmp_path):
         f'{os.path.getsize(path)} bytes of the file' in done.stderr
 
 
-def test_control_characters_from_the_file_are_escaped(tmp_path,
-                                                       monkeypatch):
+def test_control_characters_from_the_file_are_escaped(
+        tmp_path, monkeypatch):
     monkeypatch.delenv(UNSAFE_LOAD_ENV, raising=False)
     # GLOBAL '\x1b[2J\x1b[31mos system': clears the screen, then red text.
     data = b'\x80\x02c\x1b[2J\x1b[31mos\nsystem\nq\x00.'

@@ -71,8 +71,8 @@ def test_test_tool_refuses_cleanly(tiny, tmp_path, craft, reason):
 
 
 @pytest.mark.parametrize('target', ['/dev/zero', 'folder'])
-def test_special_checkpoint_file_is_named_as_what_it_is(tiny, tmp_path,
-                                                       target):
+def test_special_checkpoint_file_is_named_as_what_it_is(
+        tiny, tmp_path, target):
     config, _ = tiny
     path = str(tmp_path / 'link.pth')
     if target == 'folder':

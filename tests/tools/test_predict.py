@@ -302,9 +302,6 @@ def checkpoint_with_meta(tiny_run, path, meta):
      'classes is a str, not a list of class names'),
     (dict(dataset_meta=dict(classes=['c'] * 10_001)),
      'holds 10001 names, more than the 10000 class names allowed'),
-    (dict(dataset_meta=['classes']),
-     'meta.dataset_meta is a list, not a dict'),
-    ([('dataset_meta', 'x')], 'meta is a list, not a dict'),
 ])
 def test_malformed_class_names_in_the_checkpoint_are_named(
         tiny_run, list_file, tmp_path, meta, message):
@@ -320,8 +317,32 @@ def test_malformed_class_names_in_the_checkpoint_are_named(
     assert not out.exists()
 
 
-def test_class_names_with_spaces_go_to_csv_not_txt(tiny_run, list_file,
-                                                    tmp_path):
+@pytest.mark.parametrize('meta,loader_message,message', [
+    (dict(dataset_meta=['classes']), r"\['meta'\]\['dataset_meta'\] is a list",
+     'meta.dataset_meta is a list, not a dict'),
+    ([('dataset_meta', 'x')], r"\['meta'\] is a list",
+     'meta is a list, not a dict'),
+])
+def test_meta_of_another_type_is_named(tiny_run, list_file, tmp_path,
+                                       monkeypatch, meta, loader_message,
+                                       message):
+    # The safe loader refuses it; with unsafe loading, which skips the
+    # loader's checks, reading the class names still names it.
+    checkpoint = checkpoint_with_meta(tiny_run, tmp_path / 'forged.pth',
+                                      meta)
+    out = tmp_path / 'p.json'
+    argv = [tiny_run.config, checkpoint, list_file, '--out', str(out)]
+    with pytest.raises(RuntimeError, match='Refused to load checkpoint ' +
+                       re.escape(checkpoint) + ': ' + loader_message):
+        predict.main(argv)
+    with pytest.raises(ValueError, match=re.escape(checkpoint) + '.*' +
+                       message):
+        predict.main(argv + ['--unsafe-load'])
+    assert not out.exists()
+
+
+def test_class_names_with_spaces_go_to_csv_not_txt(
+        tiny_run, list_file, tmp_path):
     classes = ['bird 0', 'bird 1', 'bird 2']
     checkpoint = checkpoint_with_meta(tiny_run, tmp_path / 'spaces.pth',
                                       dict(dataset_meta=dict(classes=classes)))
@@ -364,16 +385,27 @@ def test_billion_laughs_class_names_are_refused_before_any_work(
         'resource.setrlimit(resource.RLIMIT_AS, (limit, limit))\n'
         'sys.argv = sys.argv[1:]\n'
         'runpy.run_path(sys.argv[0], run_name="__main__")\n')
-    result = subprocess.run(
-        [sys.executable, '-c', script, 'tools/predict.py', tiny_run.config,
-         checkpoint, str(folder), '--out', str(answer)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-        env=dict(os.environ, OMP_NUM_THREADS='1'))
-    assert result.returncode == 1, result.stderr[-2000:]
-    assert (f'ValueError: {checkpoint}: meta.dataset_meta.classes[0] is a '
-            'list, not a string') in result.stderr
-    assert 'broken.png' not in result.stderr
-    assert not answer.exists()
+
+    def predict_in_a_bounded_process(expansion):
+        return subprocess.run(
+            [sys.executable, '-c', script, 'tools/predict.py',
+             tiny_run.config, checkpoint, str(folder), '--out', str(answer)],
+            cwd=ROOT, capture_output=True, text=True, timeout=120,
+            env=dict(os.environ, OMP_NUM_THREADS='1',
+                     MMCAL_CHECKPOINT_EXPANSION=expansion))
+
+    # The loader refuses the structure it would unpack to; allowed to
+    # unpack it (a user raising the limit), the class names are refused
+    # before anything walks them.
+    for expansion, refusal in [
+            ('', f'Refused to load checkpoint {checkpoint}: '),
+            ('1e12', f'ValueError: {checkpoint}: meta.dataset_meta.classes[0]'
+             ' is a list, not a string')]:
+        result = predict_in_a_bounded_process(expansion)
+        assert result.returncode == 1, result.stderr[-2000:]
+        assert refusal in result.stderr
+        assert 'broken.png' not in result.stderr
+        assert not answer.exists()
 
 
 @pytest.mark.parametrize('out,message', [
