@@ -195,3 +195,28 @@ def as_own_process():
         for cls, names in before.items():
             for name in set(cls._instance_dict) - names:
                 del cls._instance_dict[name]
+
+
+def write_nabirds_files(root, rows, classes, hierarchy, **replace):
+    """The five annotation files of the NABirds layout under ``root``:
+    ``rows`` of (image id, path under images/, class id, train flag),
+    ``classes`` {class id: name}, ``hierarchy`` {child id: parent id};
+    ``replace`` maps a file name (dots as underscores) to the text or bytes
+    to write instead."""
+    files = {
+        'images.txt': ''.join(f'{i} {p}\n' for i, p, _, _ in rows),
+        'image_class_labels.txt': ''.join(f'{i} {c}\n'
+                                          for i, _, c, _ in rows),
+        'train_test_split.txt': ''.join(f'{i} {s}\n' for i, _, _, s in rows),
+        'classes.txt': ''.join(f'{k} {n}\n' for k, n in classes.items()),
+        'hierarchy.txt': ''.join(f'{c} {p}\n' for c, p in hierarchy.items()),
+    }
+    for key, content in replace.items():
+        files[key.replace('_txt', '.txt')] = content
+    os.makedirs(root, exist_ok=True)
+    for name, content in files.items():
+        if isinstance(content, str):
+            content = content.encode()
+        with open(osp.join(root, name), 'wb') as file:
+            file.write(content)
+    return str(root)

@@ -1,5 +1,5 @@
 import re
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, Hashable, List, Tuple
 
 from mmengine import fileio
 from mmpretrain.datasets import CUB
@@ -45,19 +45,25 @@ def read_cub_classes(path: str) -> Tuple[str, ...]:
     return tuple(names)
 
 
-def _read_id_table(path: str, expected: str,
-                   parse: Callable[[str], object]) -> Dict[int, tuple]:
-    """``{image id: (line number, parse(value))}`` of a CUB file of
-    ``<image id> <value>`` lines. ``parse`` raises ``ValueError`` with the
-    reason; this adds ``path:line``."""
-    table: Dict[int, tuple] = {}
+def _read_id_table(
+        path: str,
+        expected: str,
+        parse: Callable[[str], object],
+        parse_id: Callable[[str], Hashable] = lambda text: _whole_number(
+            text, 'the image id'),
+        id_name: str = 'image id') -> Dict[Hashable, tuple]:
+    """``{id: (line number, parse(value))}`` of a file of ``<id> <value>``
+    lines, ids read by ``parse_id`` (CUB's whole numbers by default).
+    ``parse`` and ``parse_id`` raise ``ValueError`` with the reason; this
+    adds ``path:line``."""
+    table: Dict[Hashable, tuple] = {}
     for number, line in read_annotation_lines(path):
         key, value = _split_pair(path, number, line, expected)
         try:
-            image_id = _whole_number(key, 'the image id')
+            image_id = parse_id(key)
             if image_id in table:
-                raise ValueError(f'duplicate image id {image_id} (first on '
-                                 f'line {table[image_id][0]})')
+                raise ValueError(f'duplicate {id_name} {image_id} (first '
+                                 f'on line {table[image_id][0]})')
             table[image_id] = (number, parse(value))
         except ValueError as error:
             raise ValueError(f'{path}:{number}: {error}') from None
