@@ -5,7 +5,7 @@ import os
 import os.path as osp
 
 import pytest
-from mmcal_test_utils import write_image_folder
+from mmcal_test_utils import write_image_folder, write_nabirds_files
 
 from mmcal.datasets import write_bird_set, write_synthetic_birds
 from mmcal.datasets.synthetic import class_names
@@ -17,6 +17,7 @@ CONFIG_ROOT = osp.join(REPO_ROOT, 'configs')
 CUB_LAYOUT_TYPES = ('CheckedCUB', 'CUBFolder')
 BIRD_SET_TYPES = ('BirdSet', )
 IMAGENET_TYPES = ('ImageNet', )
+NABIRDS_TYPES = ('NABirds', )
 GENERATED_CLASSES = 2
 
 
@@ -44,7 +45,10 @@ def data_roots(tmp_path_factory):
                    num_test=2, size=64)
     imagenet_root = str(root / 'imagenet')
     write_imagenet_layout(imagenet_root, per_class=2, size=64)
-    return dict(cub=cub_root, birds=birds_root, imagenet=imagenet_root)
+    nabirds_root = str(root / 'nabirds')
+    write_nabirds_layout(nabirds_root, per_class=3, size=64)
+    return dict(cub=cub_root, birds=birds_root, imagenet=imagenet_root,
+                nabirds=nabirds_root)
 
 
 def write_imagenet_layout(root, per_class, size):
@@ -67,6 +71,24 @@ def write_imagenet_layout(root, per_class, size):
             file.write('\n'.join(lines) + '\n')
 
 
+def write_nabirds_layout(root, per_class, size):
+    """The NABirds layout: GENERATED_CLASSES leaves of a taxonomy (ids
+    non-contiguous, under one parent and the root), hex image ids; the
+    first image of each class is a test image, the others train."""
+    write_image_folder(
+        osp.join(root, 'images'), num_classes=GENERATED_CLASSES,
+        per_class=per_class, size=size)
+    leaves = [100 + 7 * label for label in range(GENERATED_CLASSES)]
+    rows = [(f'{len(leaves) * index + label:032x}',
+             f'class_{label}/{index}.png', leaves[label], int(index > 0))
+            for label in range(GENERATED_CLASSES)
+            for index in range(per_class)]
+    classes = {0: 'Birds', 5: 'Songbirds'}
+    classes.update((leaf, f'Bird {leaf}') for leaf in leaves)
+    write_nabirds_files(root, rows, classes,
+                        {5: 0, **{leaf: 5 for leaf in leaves}})
+
+
 def data_root_for(dataset_type, data_roots):
     if dataset_type in CUB_LAYOUT_TYPES:
         return data_roots['cub']
@@ -74,6 +96,8 @@ def data_root_for(dataset_type, data_roots):
         return data_roots['birds']
     if dataset_type in IMAGENET_TYPES:
         return data_roots['imagenet']
+    if dataset_type in NABIRDS_TYPES:
+        return data_roots['nabirds']
     raise AssertionError(
         f'No generated data for dataset type {dataset_type!r}: add its '
         'layout to tests/configs/conftest.py')

@@ -74,7 +74,7 @@ def test_cub_lr_is_1e3_for_a_global_batch_of_16():
 
 # Processes of the recipes whose names do not say it (mmpretrain's name
 # it: 8xb8 is 8 processes of 8 images); the others train on one.
-RECIPE_PROCESSES = {CUB_CONFIG: 4}
+RECIPE_PROCESSES = {CUB_CONFIG: 4, 'configs/cal_r101_nabirds_448.py': 4}
 
 
 @pytest.mark.parametrize('config', all_configs())
