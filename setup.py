@@ -41,5 +41,6 @@ setup(
     extras_require=dict(
         lite=read_requirements('lite.txt'),
         deploy=read_requirements('deploy.txt'),
+        cars=read_requirements('cars.txt'),
         tests=read_requirements('tests.txt')),
     zip_safe=False)
