@@ -44,14 +44,17 @@ def test_datasets_build_on_generated_data(config, data_roots):
 
 
 @pytest.mark.parametrize('config', all_configs())
-def test_cub_layout_is_read_by_the_checked_reader(config):
-    """mmpretrain's CUB parser accepts duplicate ids and unknown split
-    values silently: no shipped config may use it."""
+def test_every_config_reads_with_a_checked_reader(config):
+    """mmpretrain's parsers (CUB, FGVCAircraft, StanfordCars) accept
+    duplicate ids and unknown split values silently: no shipped config
+    may use them."""
     cfg = load_config(config)
     types = {
         cfg[loader].dataset.type for loader in DATALOADERS if cfg[loader]
     }
-    assert types <= {'CheckedCUB', 'CUBFolder', 'BirdSet'}, (config, types)
+    assert types <= {'CheckedCUB', 'CUBFolder', 'BirdSet', 'NABirds',
+                     'CheckedFGVCAircraft', 'CheckedStanfordCars'}, (
+                         config, types)
 
 
 @pytest.mark.parametrize('config', RECIPES)
